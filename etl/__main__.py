@@ -1,0 +1,5 @@
+"""Command line: ``python -m etl COMMAND --help``."""
+
+from etl.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,159 @@
+"""``python -m etl load KIND PATH``: read, validate, then write all-or-nothing in one transaction."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Connection, Engine, text
+
+from etl.db import transaction
+
+from etl.errors import LoadError, ValidationFailed
+from etl.prepare import Prepared, prepare
+from etl.readers import read_source
+from etl.reference import Reference
+from etl.schema import KINDS, parse_map
+from etl.write import WRITERS, Counts, refresh_totals, reassign_all
+
+Progress = Callable[[str], None]
+
+
+def stderr_progress(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class LoadResult:
+    kind: str
+    path: str
+    total: int
+    counts: Counts
+    rejected: int
+    warnings: list[str]
+    run_id: int
+    duration_s: float
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_file(
+    engine: Engine | Connection,
+    kind: str,
+    path: str | Path,
+    *,
+    crs: str | None = None,
+    level: str | None = None,
+    encoding: str | None = None,
+    mapping: dict[str, str] | None = None,
+    skip_invalid: bool = False,
+    rejects_path: str | Path | None = None,
+    layer: str | None = None,
+    progress: Progress | None = None,
+) -> LoadResult:
+    """Load one file of ``kind``. Refuses (LoadError, database unchanged) unless every row is
+    valid or ``skip_invalid`` is set, in which case bad rows go to ``rejects_path``."""
+    if kind not in KINDS:
+        raise LoadError(f"unknown kind {kind!r}; one of {', '.join(KINDS)}")
+    say = progress or (lambda _m: None)
+    path = Path(path)
+    started = time.perf_counter()
+    say(f"reading {path}")
+    source = read_source(path, encoding=encoding, layer=layer)
+    say(f"read {len(source.frame):,} rows; validating")
+    with transaction(engine) as conn:
+        prepared = prepare(kind, source, Reference(conn), crs=crs, level=level, mapping=mapping)
+        _refuse_or_report(prepared, path, skip_invalid=skip_invalid, rejects_path=rejects_path)
+        say(f"writing {len(prepared.frame):,} rows")
+        counts = write_prepared(conn, prepared)
+        duration = time.perf_counter() - started
+        run_id = _log_run(conn, kind, path, prepared, counts, duration)
+    say(f"done in {duration:.1f} s: {counts.inserted:,} new, {counts.updated:,} updated, "
+        f"{counts.unchanged:,} unchanged, {len(prepared.rejects):,} rejected")
+    return LoadResult(kind, str(path), prepared.total, counts, len(prepared.rejects),
+                      prepared.warnings, run_id, duration)
+
+
+def write_prepared(conn: Connection, prepared: Prepared) -> Counts:
+    counts = WRITERS[prepared.kind](conn, prepared.frame) if len(prepared.frame) else Counts()
+    if prepared.kind == "units":
+        reassign_all(conn)
+    if prepared.kind in ("units", "buildings"):
+        refresh_totals(conn)
+    return counts
+
+
+def _refuse_or_report(prepared: Prepared, path: Path, *, skip_invalid: bool, rejects_path) -> None:  # noqa: ANN001
+    if prepared.rejects and not skip_invalid:
+        raise ValidationFailed(str(path), prepared.rejects)
+    if prepared.rejects and rejects_path:
+        write_rejects(Path(rejects_path), prepared.rejects)
+
+
+def write_rejects(path: Path, rejects: list[tuple[str, str]]) -> None:
+    with open(path, "w", newline="", encoding="utf-8-sig") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["row", "reason"])
+        writer.writerows(rejects)
+
+
+def _log_run(conn: Connection, kind: str, path: Path, prepared: Prepared, counts: Counts, duration: float) -> int:
+    sql = text("""
+        INSERT INTO etl_runs (kind, path, sha256, finished_at, duration_s, loaded, updated, unchanged,
+                              rejected, status, message)
+        VALUES (:kind, :path, :sha, now(), :dur, :ins, :upd, :same, :rej, 'ok', :msg) RETURNING id""")
+    params = {
+        "kind": kind, "path": str(path), "sha": file_sha256(path) if path.is_file() else "",
+        "dur": round(duration, 3), "ins": counts.inserted, "upd": counts.updated,
+        "same": counts.unchanged, "rej": len(prepared.rejects),
+        "msg": "; ".join(prepared.warnings)[:4000] or None,
+    }
+    return int(conn.execute(sql, params).scalar_one())
+
+
+def _cmd_load(args: argparse.Namespace) -> int:
+    from etl.db import get_engine
+
+    if args.rejects and not args.skip_invalid:
+        raise LoadError("--rejects only makes sense with --skip-invalid")
+    try:
+        mapping = parse_map(args.map)
+    except ValueError as exc:
+        raise LoadError(str(exc)) from None
+    result = load_file(
+        get_engine(), args.kind, args.path, crs=args.crs, level=args.level, encoding=args.encoding,
+        mapping=mapping, skip_invalid=args.skip_invalid, rejects_path=args.rejects,
+        layer=args.layer, progress=stderr_progress,
+    )
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"{result.kind}: {result.counts.inserted} inserted, {result.counts.updated} updated, "
+          f"{result.counts.unchanged} unchanged, {result.rejected} rejected (run {result.run_id})")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("load", help="load a file of units, buildings, events, staff, responders, patrols or roads")
+    p.add_argument("kind", choices=KINDS)
+    p.add_argument("path", help="GeoJSON, GeoPackage, Shapefile (.shp or .zip), CSV, XLSX or KML")
+    p.add_argument("--crs", help="source CRS when the file states none: EPSG code, GCJ02 or BD09")
+    p.add_argument("--level", help="level of every unit in the file (units only)")
+    p.add_argument("--encoding", help="text encoding (default: detected; UTF-8, UTF-8 BOM, GBK/GB18030)")
+    p.add_argument("--map", help="column mapping target=source[,target=source...]")
+    p.add_argument("--layer", help="layer name for multi-layer files (GeoPackage)")
+    p.add_argument("--skip-invalid", action="store_true", help="load the good rows, reject the bad")
+    p.add_argument("--rejects", metavar="OUT.csv", help="with --skip-invalid: where to list the bad rows")
+    p.set_defaults(func=_cmd_load)
+

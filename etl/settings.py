@@ -1,0 +1,96 @@
+"""One typed settings object, read from the environment once and passed explicitly.
+
+Every field is documented in README.md ("Configuration"). Unsafe defaults are refused when
+``GRIDGOV_ENV=production``.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+INSECURE_SECRET = "dev-insecure-secret-change-me"
+DEFAULT_BANDS = {"grid": (300, 500), "microgrid": (30, 100), "community": (1000, 5000)}
+
+
+class UnsafeSettingsError(ValueError):
+    """A setting is unsafe for production."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GRIDGOV_", extra="ignore")
+
+    env: Literal["development", "test", "production"] = "development"
+    database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    pg_port: int = 55432
+    pg_dir: Path = PROJECT_ROOT / "var" / "pg"
+    host: str = "127.0.0.1"
+    port: int = 8050
+    secret_key: str = INSECURE_SECRET
+    county_code: str = "511781"
+    timezone: str = "Asia/Shanghai"
+    map_center: tuple[float, float] = (32.06, 108.04)
+    map_zoom: int = 10
+    tile_url: str | None = None
+    tile_attribution: str = ""
+    bands: dict[str, tuple[int, int]] = Field(default_factory=lambda: dict(DEFAULT_BANDS))
+    live_interval_ms: int = 1000
+    language: Literal["zh", "en"] = "zh"
+    demo_seed: int = 7
+    holidays: list[str] | None = None
+    makeup_workdays: list[str] | None = None
+
+    @field_validator("bands", mode="before")
+    @classmethod
+    def _parse_bands(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = json.loads(value)
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        if self.env != "production":
+            return self
+        if self.secret_key == INSECURE_SECRET or len(self.secret_key) < 32:
+            raise UnsafeSettingsError(
+                "GRIDGOV_SECRET_KEY must be set to a random string of at least 32 characters "
+                "in production"
+            )
+        if not self.database_url:
+            raise UnsafeSettingsError("DATABASE_URL must name the production PostGIS")
+        if self.host not in ("127.0.0.1", "localhost") and self.tile_url and "http://" in self.tile_url:
+            raise UnsafeSettingsError("GRIDGOV_TILE_URL must use https when serving beyond loopback")
+        return self
+
+    @property
+    def managed_cluster(self) -> bool:
+        """True when the project runs its own PostGIS (no DATABASE_URL given)."""
+        return not self.database_url
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            return normalise_url(self.database_url)
+        return f"postgresql+psycopg://gridgov@127.0.0.1:{self.pg_port}/gridgov"
+
+    def band(self, level: str) -> tuple[int, int] | None:
+        return self.bands.get(level)
+
+
+def normalise_url(url: str) -> str:
+    """Accept plain ``postgresql://`` URLs and use the psycopg 3 driver."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
