@@ -21,6 +21,8 @@ Rules, decided on purpose:
   instant the *counted* working time, i.e. working time outside pauses, reaches the allowance;
   a pause before that instant moves it later by exactly the pause's working time, a pause after
   it changes nothing. An open pause (end ``None``) stops the clock for good: no due time yet.
+* ``clock_hours`` (自然小时) count every hour, nights and holidays included, for emergencies
+  that cannot wait for office hours; pauses still stop that clock.
 * Times are computed in the calendar's local wall-clock time, exact for zones without daylight
   saving (all of China). Naive datetimes are refused; results are in the calendar's zone.
 
@@ -33,7 +35,8 @@ Rules, decided on purpose:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import operator
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Literal, TypeAlias
@@ -51,12 +54,21 @@ __all__ = [
     "china_2026_calendar",
 ]
 
-Unit: TypeAlias = Literal["hours", "days"]
+#: "hours"/"work_hours" 工作时, "days"/"work_days" 工作日, "clock_hours" 自然小时 (24/7).
+Unit: TypeAlias = Literal["hours", "work_hours", "days", "work_days", "clock_hours"]
 DeadlineStatus: TypeAlias = Literal["on_time", "due_soon", "overdue"]
 Pause: TypeAlias = "tuple[datetime, datetime | None]"
 Period: TypeAlias = "tuple[time, time]"
 
 DEFAULT_WORK_PERIODS: tuple[Period, ...] = ((time(8, 30), time(12, 0)), (time(14, 0), time(17, 30)))
+#: Aliases accepted for a deadline's unit (the event category table says work_hours/work_days).
+_UNITS = {
+    "hours": "hours",
+    "work_hours": "hours",
+    "days": "days",
+    "work_days": "days",
+    "clock_hours": "clock_hours",
+}
 _DAY = timedelta(days=1)
 _ZERO = timedelta(0)
 
@@ -184,14 +196,16 @@ class WorkCalendar:
     # -- deadlines -------------------------------------------------------------------------
 
     def allowance(self, started_at: datetime, limit: float, unit: Unit) -> timedelta:
-        """Working time a case started at ``started_at`` is given by a ``limit`` in ``unit``."""
-        if unit == "hours":
-            self._local(started_at, "started_at")
-            return _hours(limit)
-        if unit == "days":
+        """Time a case started at ``started_at`` is given by ``limit`` ``unit`` (see :data:`Unit`).
+
+        Working time for working hours and days; wall-clock time for ``clock_hours``.
+        """
+        kind = _unit(unit)
+        self._local(started_at, "started_at")
+        if kind == "days":
             due = self.add_working_days(started_at, _whole_days(limit))
             return self.working_time_between(started_at, due)
-        raise CalendarError(f"unit must be 'hours' or 'days', got {unit!r}")
+        return _hours(limit)
 
     def due_at(
         self,
@@ -212,16 +226,17 @@ class WorkCalendar:
         '12:00'
         """
         budget = self.allowance(started_at, limit, unit)
+        between, walk = self._measure(unit)
         cursor = self._local(started_at, "started_at")
         for p_start, p_end in self._merged_pauses(pauses, cursor, None):
-            run = self._between(cursor, p_start) if p_start > cursor else _ZERO
+            run = between(cursor, p_start) if p_start > cursor else _ZERO
             if run >= budget:
                 break
             budget -= run
             if p_end is None:
                 return None
             cursor = max(cursor, p_end)
-        return self._aware(self._walk(cursor, budget) if budget > _ZERO else cursor)
+        return self._aware(walk(cursor, budget) if budget > _ZERO else cursor)
 
     def remaining(
         self,
@@ -234,24 +249,39 @@ class WorkCalendar:
     ) -> timedelta:
         """Working time left at ``now`` (negative: working time overdue); an open pause ends now."""
         budget = self.allowance(started_at, limit, unit)
+        between, _ = self._measure(unit)
         start, end = self._local(started_at, "started_at"), self._local(now, "now")
         if end <= start:
             return budget
         merged = self._merged_pauses(pauses, start, end)
-        paused = sum((self._between(ps, pe or end) for ps, pe in merged), _ZERO)
-        return budget - (self._between(start, end) - paused)
+        paused = sum((between(ps, pe or end) for ps, pe in merged), _ZERO)
+        return budget - (between(start, end) - paused)
 
     def deadline_status(
-        self, now: datetime, due: datetime, *, warn_hours: float = 2.0
+        self, now: datetime, due: datetime, *, warn_hours: float = 2.0, unit: Unit = "hours"
     ) -> DeadlineStatus:
-        """``overdue`` after ``due``; ``due_soon`` within ``warn_hours`` working hours of it."""
-        if self._local(now, "now") > self._local(due, "due"):
+        """``overdue`` after ``due``; ``due_soon`` within ``warn_hours`` of it.
+
+        The warning window is measured like the deadline's ``unit``: working time, or wall-clock
+        time for ``clock_hours``.
+        """
+        local_now, local_due = self._local(now, "now"), self._local(due, "due")
+        if local_now > local_due:
             return "overdue"
-        return (
-            "due_soon" if self.working_time_between(now, due) <= _hours(warn_hours) else "on_time"
-        )
+        between, _ = self._measure(unit)
+        return "due_soon" if between(local_now, local_due) <= _hours(warn_hours) else "on_time"
 
     # -- internals (local naive wall-clock datetimes) ---------------------------------------
+
+    def _measure(
+        self, unit: Unit
+    ) -> tuple[
+        Callable[[datetime, datetime], timedelta], Callable[[datetime, timedelta], datetime]
+    ]:
+        """How a unit measures time between two instants and adds time to one."""
+        if _unit(unit) == "clock_hours":
+            return _wall_between, operator.add
+        return self._between, self._walk
 
     @property
     def _daily(self) -> timedelta:
@@ -406,6 +436,17 @@ def _check_tz(tz: str) -> str:
     except (ZoneInfoNotFoundError, ValueError, TypeError) as exc:
         raise CalendarConfigError(f"unknown time zone {tz!r}") from exc
     return tz
+
+
+def _wall_between(a: datetime, b: datetime) -> timedelta:
+    return b - a
+
+
+def _unit(unit: Unit) -> str:
+    try:
+        return _UNITS[unit]
+    except (KeyError, TypeError):
+        raise CalendarError(f"unit must be one of {sorted(_UNITS)}, got {unit!r}") from None
 
 
 def _whole_days(days: float) -> int:

@@ -165,8 +165,32 @@ def test_zero_hours_is_the_start_and_negative_limits_fail() -> None:
         with pytest.raises(CalendarError, match="whole number >= 1"):
             PLAIN.add_working_days(t, bad)  # type: ignore[arg-type]
     assert PLAIN.add_working_days(t, 2.0) == PLAIN.add_working_days(t, 2)  # type: ignore[arg-type]
-    with pytest.raises(CalendarError, match="unit must be"):
+    with pytest.raises(CalendarError, match="unit must be one of .*got 'weeks'"):
         PLAIN.due_at(t, 1, "weeks")  # type: ignore[arg-type]
+
+
+def test_unit_aliases_of_the_category_table() -> None:
+    start = at(2026, 3, 6, 17, 0)
+    assert PLAIN.due_at(start, 4, "work_hours") == PLAIN.due_at(start, 4, "hours")
+    assert PLAIN.due_at(start, 2, "work_days") == PLAIN.due_at(start, 2, "days")
+    assert PLAIN.due_at(start, 2, "days") == PLAIN.add_working_days(start, 2)
+
+
+def test_clock_hours_run_through_nights_and_holidays() -> None:
+    fire = at(2026, 2, 16, 22, 30)  # 春节 night
+    cal = china_2026_calendar()
+    assert cal.due_at(fire, 1, "clock_hours") == at(2026, 2, 16, 23, 30)
+    pause = [(at(2026, 2, 16, 23, 0), at(2026, 2, 17, 1, 0))]
+    assert cal.due_at(fire, 1, "clock_hours", pauses=pause) == at(2026, 2, 17, 1, 30)
+    assert cal.remaining(at(2026, 2, 17, 1, 0), fire, 1, "clock_hours", pauses=pause) == (
+        timedelta(minutes=30)
+    )
+    due = at(2026, 2, 17, 1, 30)
+    status = cal.deadline_status
+    assert status(at(2026, 2, 16, 23, 45), due, warn_hours=1, unit="clock_hours") == "on_time"
+    assert status(at(2026, 2, 17, 0, 30), due, warn_hours=1, unit="clock_hours") == "due_soon"
+    # measured in working hours the holiday night is zero hours away from the due time
+    assert status(at(2026, 2, 16, 23, 45), due, warn_hours=1) == "due_soon"
 
 
 def test_between_is_signed_and_timezone_independent() -> None:
@@ -285,9 +309,9 @@ class Oracle:
         in_period = any(a <= local.time() < b for a, b in self.cal.work_periods)
         return in_period and self.workday(local.date())
 
-    def counted(self, m: datetime) -> bool:
+    def counted(self, m: datetime, clock: bool = False) -> bool:
         paused = any(s <= m and (e is None or m < e) for s, e in self.pauses)
-        return self.working(m) and not paused
+        return (clock or self.working(m)) and not paused
 
     def between(self, a: datetime, b: datetime) -> int:
         return sum(self.counted(a + i * MINUTE) for i in range(int((b - a) / MINUTE)))
@@ -380,28 +404,28 @@ def test_due_with_pauses_matches_oracle(
 ) -> None:
     pauses = data.draw(pause_lists(start))
     oracle = Oracle(cal, pauses)
-    unit = data.draw(st.sampled_from(["hours", "days"]))
-    if unit == "hours":
-        limit: float = data.draw(st.integers(1, 2 * oracle.daily)) / 60
-        allowance = round(limit * 60)
-    else:
-        limit = data.draw(st.integers(1, 2))
+    unit = data.draw(st.sampled_from(["hours", "work_hours", "days", "work_days", "clock_hours"]))
+    if unit.endswith("days"):
+        limit: float = data.draw(st.integers(1, 2))
         allowance = Oracle(cal).between(start, oracle.day_end(start, int(limit)))
+    else:
+        limit = data.draw(st.integers(1, 2 * oracle.daily)) / 60
+        allowance = round(limit * 60)
     due = cal.due_at(start, limit, unit, pauses=pauses)  # type: ignore[arg-type]
     # the oracle's clock stops for good if an open pause begins before the allowance is used
-    reached = _oracle_due(oracle, start, allowance)
+    reached = _oracle_due(oracle, start, allowance, clock=unit == "clock_hours")
     assert due == reached
     if due is not None:
         assert cal.remaining(due, start, limit, unit, pauses=pauses) == timedelta(0)  # type: ignore[arg-type]
 
 
-def _oracle_due(oracle: Oracle, start: datetime, allowance: int) -> datetime | None:
+def _oracle_due(oracle: Oracle, start: datetime, allowance: int, clock: bool) -> datetime | None:
     open_from = min((s for s, e in oracle.pauses if e is None), default=None)
     m, left = start, allowance
     while left:
         if open_from is not None and m >= max(open_from, start):
             return None
-        left -= oracle.counted(m)
+        left -= oracle.counted(m, clock)
         m += MINUTE
     return m
 
