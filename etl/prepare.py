@@ -65,7 +65,7 @@ def prepare(
             f"recognised names are e.g. {[schema.synonyms[m][:3] for m in missing]}; "
             "map others with --map target=source"
         )
-    frame = pd.DataFrame({t: raw[s].to_numpy() for t, s in columns.items()})
+    frame = pd.DataFrame({t: _column(raw, s) for t, s in columns.items()})
     frame = frame.replace({"": None})
     tabular = source.path.suffix.lower() in (".csv", ".txt", ".xlsx", ".xlsm")
     labels = validate.row_labels(frame, tabular=tabular, code_col="code" if "code" in frame else None)
@@ -82,8 +82,22 @@ def prepare(
     return _split(kind, frame, problems, labels, warnings)
 
 
+def _column(raw: pd.DataFrame, spec: str) -> np.ndarray:
+    """One source column, or the first non-empty of several (``--map code=osm_id|osm_way_id``)."""
+    parts = spec.split("|")
+    values = raw[parts[0]].astype(object)
+    for part in parts[1:]:
+        values = values.where(values.map(_present), raw[part].astype(object))
+    return values.to_numpy()
+
+
+def _present(value: object) -> bool:
+    """Not None/NaN/NA and not blank (pandas 3 strings use NaN for missing)."""
+    return value is not None and not (pd.api.types.is_scalar(value) and pd.isna(value)) and str(value).strip() != ""
+
+
 def _clean_code(value: object) -> object:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
         return None
     text = str(value).strip()
     return text[:-2] if text.endswith(".0") and text[:-2].isdigit() else text
@@ -158,7 +172,7 @@ def _units(frame: gpd.GeoDataFrame, ref: Reference, *, level: str | None):  # no
     if "kind" not in frame:
         frame["kind"] = None
     frame["kind"] = [
-        KIND_VALUES.get(str(k).strip().lower(), KIND_VALUES.get(str(k).strip())) if k else
+        KIND_VALUES.get(str(k).strip().lower(), KIND_VALUES.get(str(k).strip())) if _present(k) else
         ("rural" if str(n).endswith("村") else "urban")
         for k, n in zip(frame["kind"], frame["name"], strict=True)
     ]
@@ -175,12 +189,12 @@ def _resolve_parents(frame: gpd.GeoDataFrame, ref: Reference):  # noqa: ANN202
     if "parent_code" not in frame:
         frame["parent_code"] = None
     frame["parent_code"] = [
-        _clean_code(p) if p else _longest_prefix(c, known) for p, c in zip(frame["parent_code"], frame["code"], strict=True)
+        _clean_code(p) or _longest_prefix(c, known) for p, c in zip(frame["parent_code"], frame["code"], strict=True)
     ]
     for pos, (code, parent) in enumerate(zip(frame["code"], frame["parent_code"], strict=True)):
-        if parent is not None and parent not in known:
+        if _present(parent) and parent not in known:
             problems.append((pos, f"parent {parent!r} is neither loaded nor in this file"))
-        elif parent is None and code and ref.has_root() and code not in ref.unit_codes:
+        elif not _present(parent) and _present(code) and ref.has_root() and code not in ref.unit_codes:
             problems.append((pos, "no parent: the territory already has a root unit"))
     parents = ref.unit_geometries(set(frame["parent_code"].dropna()) - set(frame["code"].dropna()))
     in_file = dict(zip(frame["code"], frame.geometry, strict=True))
@@ -283,14 +297,27 @@ def _events(frame: gpd.GeoDataFrame, ref: Reference, *, level: str | None):  # n
             problems += [(int(i), f"{col} is not a date-time") for i in np.flatnonzero(bad)]
     if "satisfaction" in frame:
         frame["satisfaction"] = _to_int(frame["satisfaction"])
+    problems += _outside_territory(frame, ref)
     frame["status"] = frame["status"].fillna("reported") if "status" in frame else "reported"
     frame["description"] = frame.get("description")
     return frame, problems, []
 
 
+def _outside_territory(frame: gpd.GeoDataFrame, ref: Reference) -> list[validate.Problem]:
+    territory = ref.territory
+    if territory is None:
+        return []
+    pts = np.asarray(frame.geometry.values, dtype=object)
+    present = ~(pd.isna(pts) | shapely.is_empty(pts))
+    inside = np.zeros(len(pts), dtype=bool)
+    inside[present] = shapely.intersects(territory, pts[present])
+    return [(int(i), "the point lies outside the territory (no loaded unit contains it)")
+            for i in np.flatnonzero(present & ~inside)]
+
+
 def _staff(frame: pd.DataFrame, ref: Reference, *, level: str | None):  # noqa: ANN202
     frame = frame.copy()
-    frame["role"] = frame["role"].map(lambda r: ROLE_VALUES.get(str(r).strip()) if r else None)
+    frame["role"] = frame["role"].map(lambda r: ROLE_VALUES.get(str(r).strip()) if _present(r) else None)
     problems = [(int(i), "unknown role (网格长/专职网格员/兼职网格员/网格辅助员)") for i in np.flatnonzero(frame["role"].isna().to_numpy())]
     frame["unit_code"] = frame["unit_code"].map(_clean_code)
     unknown = ~frame["unit_code"].isin(ref.unit_codes)
@@ -302,7 +329,7 @@ def _staff(frame: pd.DataFrame, ref: Reference, *, level: str | None):  # noqa: 
 
 def _responders(frame: gpd.GeoDataFrame, ref: Reference, *, level: str | None):  # noqa: ANN202
     frame = frame.copy()
-    frame["type"] = frame["type"].map(lambda t: RESPONDER_TYPES.get(str(t).strip().lower(), RESPONDER_TYPES.get(str(t).strip())) if t else None)
+    frame["type"] = frame["type"].map(lambda t: RESPONDER_TYPES.get(str(t).strip().lower(), RESPONDER_TYPES.get(str(t).strip())) if _present(t) else None)
     problems = [(int(i), "unknown responder type") for i in np.flatnonzero(frame["type"].isna().to_numpy())]
     frame["status"] = frame["status"].fillna("available") if "status" in frame else "available"
     return frame, problems, []

@@ -37,6 +37,17 @@ class Reference:
         sql = "SELECT 1 FROM units WHERE parent_id IS NULL AND valid_to IS NULL LIMIT 1"
         return self.conn.execute(text(sql)).first() is not None
 
+    @cached_property
+    def territory(self) -> shapely.Geometry | None:
+        """Union of the root units (None when nothing is loaded yet)."""
+        sql = "SELECT ST_AsBinary(ST_Union(geom)) FROM units WHERE parent_id IS NULL AND valid_to IS NULL"
+        wkb = self.conn.execute(text(sql)).scalar()
+        if wkb is None:
+            return None
+        geom = shapely.from_wkb(bytes(wkb))
+        shapely.prepare(geom)
+        return geom
+
     def unit_geometries(self, codes: set[str]) -> dict[str, shapely.Geometry]:
         if not codes:
             return {}

@@ -153,8 +153,9 @@ def resolve_columns(columns: list[str], kind: str, overrides: dict[str, str]) ->
         if hit is not None and hit not in found.values():
             found[target] = hit
     for target, source in overrides.items():
-        if source not in columns:
-            raise KeyError(f"--map {target}={source}: the file has no column {source!r}")
+        for part in source.split("|"):  # "a|b": the first non-empty of a, b
+            if part not in columns:
+                raise KeyError(f"--map {target}={source}: the file has no column {part!r}")
         found[target] = source
     return found
 

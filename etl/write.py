@@ -264,8 +264,8 @@ def refresh_totals(conn: Connection) -> None:
     """Households, residents and buildings of every current unit, summed from its buildings."""
     conn.execute(text("""
         WITH sums AS (
-            SELECT code, sum(b.households) AS hh, sum(b.residents) AS res, count(*) AS n
-            FROM buildings b, unnest(b.unit_path) AS code GROUP BY code)
+            SELECT p.code, sum(b.households) AS hh, sum(b.residents) AS res, count(*) AS n
+            FROM buildings b, unnest(b.unit_path) AS p(code) GROUP BY p.code)
         UPDATE units u SET households = COALESCE(s.hh, 0), residents = COALESCE(s.res, 0),
                            buildings = COALESCE(s.n, 0)
         FROM units u2 LEFT JOIN sums s ON s.code = u2.code
