@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import geo.workflow as wf
+from geo.workcalendar import WorkCalendar
 from geo.workflow import (
     DEFAULT_LADDER,
     PAUSING_STATUSES,
@@ -646,3 +647,27 @@ def test_rows_read_back_as_strings_become_enums() -> None:
     assert replay(from_db, as_db) == state and type(from_db.status) is Status
     with pytest.raises(ValueError, match="'lost' is not a valid Status"):
         replace(state, status="lost")  # type: ignore[arg-type]
+
+
+def test_wiring_with_the_working_calendar() -> None:
+    """How the database layer is meant to join the two modules: clock() feeds due_at()."""
+    cal = WorkCalendar(holidays=(), makeup_workdays=())
+    friday_five = datetime(2026, 3, 6, 17, 0, tzinfo=CST)
+    state, first = report_event(GRID, at=friday_five - timedelta(minutes=30))
+    history = [first]
+    for action, actor, at, kw in [
+        (Action.VERIFY, GRID, friday_five - timedelta(minutes=20), {}),
+        (Action.FILE, GRID, friday_five - timedelta(minutes=10), {}),
+        (Action.DISPATCH, GRID, friday_five, {}),
+        (Action.REQUEST_EXTENSION, GRID, datetime(2026, 3, 9, 9, 0, tzinfo=CST), {"reason": "r"}),
+        (Action.APPROVE_EXTENSION, COMMUNITY, datetime(2026, 3, 9, 10, 0, tzinfo=CST), {}),
+    ]:
+        state, row = apply(state, action, actor, at=at, **kw)
+        history.append(row)
+    start, pauses = clock(history)
+    # exposed rubbish (0201): 4 working hours. Friday 17:00-17:30 and Monday 8:30-9:00 use one,
+    # the pause 9:00-10:00 does not count, 10:00-12:00 and 14:00-15:00 use the other three.
+    assert start == friday_five
+    assert cal.due_at(start, 4, "work_hours", pauses=pauses) == datetime(
+        2026, 3, 9, 15, 0, tzinfo=CST
+    )
