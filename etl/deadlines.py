@@ -19,4 +19,4 @@ def work_calendar(settings: Settings) -> WorkCalendar:
     )
 
 
-UNIT_OF = {"work_hours": "hours", "work_days": "days"}
+UNIT_OF = {"work_hours": "work_hours", "work_days": "work_days", "clock_hours": "clock_hours"}

@@ -21,21 +21,29 @@ SAFE_REPAIR_AREA_CHANGE = 0.01
 
 
 def check_geometry(geoms: gpd.GeoSeries, expected: str) -> tuple[gpd.GeoSeries, list[Problem]]:
-    """Empty, wrong type, invalid (repaired when safe): returns the repaired series and problems."""
+    """Empty, wrong type, invalid (repaired when safe): returns the repaired series and problems.
+
+    Vectorised: only the features that fail a check are visited one by one.
+    """
     problems: list[Problem] = []
     values = shapely.force_2d(np.asarray(geoms.values, dtype=object))
     allowed = EXPECTED_TYPES[expected]
-    for i, geom in enumerate(values):
-        if geom is None or shapely.is_empty(geom):
-            problems.append((i, "geometry is empty or missing"))
-        elif geom.geom_type not in allowed:
-            problems.append((i, f"expected a {expected}, got a {geom.geom_type}"))
-        elif not geom.is_valid:
-            repaired, why = _repair(geom, expected)
-            if repaired is None:
-                problems.append((i, why))
-            else:
-                values[i] = repaired
+    missing = pd.isna(values) | shapely.is_empty(values)
+    type_names = np.array(["Point", "LineString", "LinearRing", "Polygon", "MultiPoint",
+                           "MultiLineString", "MultiPolygon", "GeometryCollection"])
+    type_ids = shapely.get_type_id(values)
+    wrong = ~missing & ~np.isin(type_ids, [i for i, n in enumerate(type_names) if n in allowed])
+    invalid = ~missing & ~wrong & ~shapely.is_valid(values)
+    for i in np.flatnonzero(missing):
+        problems.append((int(i), "geometry is empty or missing"))
+    for i in np.flatnonzero(wrong):
+        problems.append((int(i), f"expected a {expected}, got a {type_names[type_ids[i]]}"))
+    for i in np.flatnonzero(invalid):
+        repaired, why = _repair(values[i], expected)
+        if repaired is None:
+            problems.append((int(i), why))
+        else:
+            values[i] = repaired
     return gpd.GeoSeries(values, index=geoms.index, crs=geoms.crs), problems
 
 
@@ -59,25 +67,32 @@ def check_coordinates(geoms: gpd.GeoSeries, *, geographic: bool) -> list[Problem
     """Out-of-range and likely swapped lon/lat, judged on each feature's representative point."""
     if not geographic:
         return []
-    ok = ~(geoms.isna() | geoms.is_empty)
-    pts = shapely.point_on_surface(np.asarray(geoms[ok].values, dtype=object))
+    values = np.asarray(geoms.values, dtype=object)
+    ok = ~(pd.isna(values) | shapely.is_empty(values))
+    positions = np.flatnonzero(ok)
+    pts = values[ok]
+    if len(pts) and not (shapely.get_type_id(pts) == 0).all():
+        pts = shapely.point_on_surface(pts)
     x, y = shapely.get_x(pts), shapely.get_y(pts)
-    positions = np.flatnonzero(ok.to_numpy())
     swapped = detect_swapped_lonlat(x, y)
     bad = check_lonlat_range(x, y)
     problems: list[Problem] = []
-    for pos, s, b, xi, yi in zip(positions, swapped, bad, x, y, strict=True):
-        if s:
-            problems.append((int(pos), f"coordinates ({xi:.5f}, {yi:.5f}) look like lat/lon swapped"))
-        elif b:
-            problems.append((int(pos), f"coordinates ({xi}, {yi}) are out of lon/lat range"))
+    for k in np.flatnonzero(swapped | bad):
+        if swapped[k]:
+            why = f"coordinates ({x[k]:.5f}, {y[k]:.5f}) look like lat/lon swapped"
+        else:
+            why = f"coordinates ({x[k]}, {y[k]}) are out of lon/lat range"
+        problems.append((int(positions[k]), why))
     return problems
 
 
 def check_required(frame: pd.DataFrame, required: tuple[str, ...]) -> list[Problem]:
     problems: list[Problem] = []
     for field in required:
-        missing = frame[field].isna() | (frame[field].astype(str).str.strip() == "")
+        column = frame[field]
+        missing = column.isna()
+        if column.dtype == object or pd.api.types.is_string_dtype(column):
+            missing = missing | (column.astype(str).str.strip() == "")
         problems += [(int(i), f"required field {field!r} is empty") for i in np.flatnonzero(missing)]
     return problems
 
@@ -87,14 +102,12 @@ def check_duplicates(codes: pd.Series) -> list[Problem]:
     return [(int(i), f"duplicate code {codes.iloc[i]!r}") for i in np.flatnonzero(dup.to_numpy())]
 
 
-def row_labels(frame: pd.DataFrame, *, tabular: bool, code_col: str | None) -> list[str]:
+def row_label(frame: pd.DataFrame, pos: int, *, tabular: bool) -> str:
     """'row 5 (code=…)' for CSV/XLSX (line numbers incl. header), 'feature 4 (code=…)' otherwise."""
-    labels = []
-    codes = frame[code_col].astype(str).tolist() if code_col and code_col in frame else None
-    for i in range(len(frame)):
-        base = f"row {i + 2}" if tabular else f"feature {i + 1}"
-        labels.append(f"{base} (code={codes[i]})" if codes and codes[i] not in ("", "nan") else base)
-    return labels
+    base = f"row {pos + 2}" if tabular else f"feature {pos + 1}"
+    code = frame["code"].iloc[pos] if "code" in frame else None
+    present = code is not None and not pd.isna(code) and str(code).strip() != ""
+    return f"{base} (code={code})" if present else base
 
 
 def overlap_problems(

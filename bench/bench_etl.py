@@ -1,0 +1,160 @@
+"""ETL benchmark (``make bench-etl``).
+
+1. Loading N event points from a GeoPackage with validation and assignment to M grid polygons
+   (``etl.load.load_file``), against ``ogr2ogr`` loading the same file into the same database with
+   no validation or assignment. Both measured in this run, on a fresh table each time.
+2. Assigning N points to M polygons with ``geo.assign.assign_points``, against
+   ``geopandas.sjoin``; the results must be identical.
+
+Ends with one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from etl import migrate  # noqa: E402
+from etl.load import load_file  # noqa: E402
+from etl.settings import get_settings  # noqa: E402
+from geo.assign import assign_points  # noqa: E402
+
+X0, Y0, X1, Y1 = 107.6, 31.6, 108.6, 32.4
+
+
+def tessellation(m: int, rng: np.random.Generator) -> gpd.GeoDataFrame:
+    """~m grid cells: a Voronoi tessellation of random seeds clipped to the box."""
+    seeds = shapely.points(rng.uniform(X0, X1, m), rng.uniform(Y0, Y1, m))
+    box = shapely.box(X0, Y0, X1, Y1)
+    cells = shapely.get_parts(shapely.voronoi_polygons(shapely.multipoints(seeds), extend_to=box))
+    cells = shapely.intersection(cells, box)
+    cells = cells[shapely.area(cells) > 0]
+    order = np.lexsort((shapely.get_x(shapely.centroid(cells)), -shapely.get_y(shapely.centroid(cells))))
+    cells = cells[order]
+    codes = [f"511781001{i:06d}" for i in range(len(cells))]
+    return gpd.GeoDataFrame({"code": codes, "name": codes, "level": "grid", "parent_code": "511781"},
+                            geometry=list(cells), crs=4490)
+
+
+def events_file(n: int, rng: np.random.Generator, path: Path) -> None:
+    x = rng.uniform(X0, X1, n)
+    y = rng.uniform(Y0, Y1, n)
+    t0 = pd.Timestamp("2026-01-01", tz="Asia/Shanghai")
+    frame = gpd.GeoDataFrame({
+        "code": np.char.add("EV", np.arange(n).astype(str)),
+        "category_code": rng.choice(["0201", "0101", "0301", "0501"], n),
+        "reported_at": t0 + pd.to_timedelta(rng.uniform(0, 365 * 86400, n), unit="s"),
+        "channel": rng.choice(["patrol", "hotline_12345", "app"], n),
+    }, geometry=shapely.points(x, y), crs=4490)
+    frame.to_file(path, driver="GPKG", layer="events", engine="pyogrio")
+
+
+def bench_db_url() -> str:
+    url = make_url(get_settings().sqlalchemy_url)
+    return url.set(database=f"{url.database}_bench").render_as_string(hide_password=False)
+
+
+def fresh_database(url: str) -> None:
+    target = make_url(url)
+    admin = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{target.database}"'))
+    admin.dispose()
+    with create_engine(url).begin() as conn:
+        conn.execute(text("CREATE EXTENSION postgis"))
+    migrate.upgrade(url)
+
+
+def setup_territory(engine, grids: gpd.GeoDataFrame, workdir: Path) -> None:  # noqa: ANN001
+    county = gpd.GeoDataFrame({"code": ["511781"], "name": ["万源市"], "level": ["county"], "parent_code": [None]},
+                              geometry=[shapely.box(X0, Y0, X1, Y1)], crs=4490)
+    pd.concat([county, grids]).to_file(workdir / "units.gpkg", driver="GPKG")
+    load_file(engine, "units", workdir / "units.gpkg")
+    with engine.begin() as conn:
+        for code in ("0201", "0101", "0301", "0501"):
+            conn.execute(text("INSERT INTO event_categories (code, name, default_priority, emergency) "
+                              "VALUES (:c, :c, 3, false)"), {"c": code})
+
+
+def time_ours(engine, path: Path) -> tuple[float, int]:  # noqa: ANN001
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE events CASCADE"))
+    t = time.perf_counter()
+    result = load_file(engine, "events", path)
+    return time.perf_counter() - t, result.counts.inserted
+
+
+def time_ogr2ogr(url: str, path: Path) -> float:
+    u = make_url(url)
+    pg = f"PG:host={u.host} port={u.port} dbname={u.database} user={u.username}"
+    cmd = ["ogr2ogr", "-f", "PostgreSQL", pg, str(path), "events", "-nln", "ogr_events",
+           "-overwrite", "-lco", "GEOMETRY_NAME=geom", "-lco", "SPATIAL_INDEX=GIST"]
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True)
+    return time.perf_counter() - t
+
+
+def time_assign(points: np.ndarray, grids: gpd.GeoDataFrame) -> dict[str, object]:
+    t = time.perf_counter()
+    ours = assign_points(points, grids.geometry.values)
+    ours_s = time.perf_counter() - t
+    pts = gpd.GeoDataFrame(geometry=points, crs=4490)
+    t = time.perf_counter()
+    joined = gpd.sjoin(pts, grids[["geometry"]], how="left", predicate="intersects")
+    # same tie-break as ours: the lowest polygon index wins on shared edges
+    theirs = joined["index_right"].groupby(level=0).min().reindex(range(len(points)))
+    sjoin_s = time.perf_counter() - t
+    identical = bool(np.array_equal(ours, theirs.fillna(-1).astype(int).to_numpy()))
+    return {"assign_ours_s": round(ours_s, 3), "sjoin_s": round(sjoin_s, 3),
+            "assign_vs_sjoin": round(sjoin_s / ours_s, 2), "identical": identical}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--points", type=int, default=1_000_000)
+    parser.add_argument("--polygons", type=int, default=10_000)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    rng = np.random.default_rng(args.seed)
+    url = bench_db_url()
+    fresh_database(url)
+    engine = create_engine(url)
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        grids = tessellation(args.polygons, rng)
+        setup_territory(engine, grids, workdir)
+        gpkg = workdir / "events.gpkg"
+        events_file(args.points, rng, gpkg)
+        print(f"{args.points:,} events in {gpkg.stat().st_size / 1e6:.0f} MB GeoPackage; {len(grids):,} grids")
+        ogr_s = time_ogr2ogr(url, gpkg)
+        print(f"ogr2ogr (no validation, no assignment): {ogr_s:.2f} s")
+        ours_s, inserted = time_ours(engine, gpkg)
+        print(f"etl load (validation + assignment + upsert): {ours_s:.2f} s, {inserted:,} rows")
+        pts = gpd.read_file(gpkg, engine="pyogrio").geometry.values
+    assign = time_assign(np.asarray(pts), grids)
+    print(f"assignment: ours {assign['assign_ours_s']} s, geopandas.sjoin {assign['sjoin_s']} s, "
+          f"identical={assign['identical']}")
+    result = {"points": args.points, "polygons": len(grids), "etl_s": round(ours_s, 2),
+              "ogr2ogr_s": round(ogr_s, 2), "etl_vs_ogr2ogr": round(ogr_s / ours_s, 2),
+              "loaded": inserted, **assign}
+    engine.dispose()
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
