@@ -43,23 +43,32 @@ def tessellation(m: int, rng: np.random.Generator) -> gpd.GeoDataFrame:
     cells = shapely.get_parts(shapely.voronoi_polygons(shapely.multipoints(seeds), extend_to=box))
     cells = shapely.intersection(cells, box)
     cells = cells[shapely.area(cells) > 0]
-    order = np.lexsort((shapely.get_x(shapely.centroid(cells)), -shapely.get_y(shapely.centroid(cells))))
+    order = np.lexsort(
+        (shapely.get_x(shapely.centroid(cells)), -shapely.get_y(shapely.centroid(cells)))
+    )
     cells = cells[order]
     codes = [f"511781001{i:06d}" for i in range(len(cells))]
-    return gpd.GeoDataFrame({"code": codes, "name": codes, "level": "grid", "parent_code": "511781"},
-                            geometry=list(cells), crs=4490)
+    return gpd.GeoDataFrame(
+        {"code": codes, "name": codes, "level": "grid", "parent_code": "511781"},
+        geometry=list(cells),
+        crs=4490,
+    )
 
 
 def events_file(n: int, rng: np.random.Generator, path: Path) -> None:
     x = rng.uniform(X0, X1, n)
     y = rng.uniform(Y0, Y1, n)
     t0 = pd.Timestamp("2026-01-01", tz="Asia/Shanghai")
-    frame = gpd.GeoDataFrame({
-        "code": np.char.add("EV", np.arange(n).astype(str)),
-        "category_code": rng.choice(["0201", "0101", "0301", "0501"], n),
-        "reported_at": t0 + pd.to_timedelta(rng.uniform(0, 365 * 86400, n), unit="s"),
-        "channel": rng.choice(["patrol", "hotline_12345", "app"], n),
-    }, geometry=shapely.points(x, y), crs=4490)
+    frame = gpd.GeoDataFrame(
+        {
+            "code": np.char.add("EV", np.arange(n).astype(str)),
+            "category_code": rng.choice(["0201", "0101", "0301", "0501"], n),
+            "reported_at": t0 + pd.to_timedelta(rng.uniform(0, 365 * 86400, n), unit="s"),
+            "channel": rng.choice(["patrol", "hotline_12345", "app"], n),
+        },
+        geometry=shapely.points(x, y),
+        crs=4490,
+    )
     frame.to_file(path, driver="GPKG", layer="events", engine="pyogrio")
 
 
@@ -81,14 +90,22 @@ def fresh_database(url: str) -> None:
 
 
 def setup_territory(engine, grids: gpd.GeoDataFrame, workdir: Path) -> None:  # noqa: ANN001
-    county = gpd.GeoDataFrame({"code": ["511781"], "name": ["万源市"], "level": ["county"], "parent_code": [None]},
-                              geometry=[shapely.box(X0, Y0, X1, Y1)], crs=4490)
+    county = gpd.GeoDataFrame(
+        {"code": ["511781"], "name": ["万源市"], "level": ["county"], "parent_code": [None]},
+        geometry=[shapely.box(X0, Y0, X1, Y1)],
+        crs=4490,
+    )
     pd.concat([county, grids]).to_file(workdir / "units.gpkg", driver="GPKG")
     load_file(engine, "units", workdir / "units.gpkg")
     with engine.begin() as conn:
         for code in ("0201", "0101", "0301", "0501"):
-            conn.execute(text("INSERT INTO event_categories (code, name, default_priority, emergency) "
-                              "VALUES (:c, :c, 3, false)"), {"c": code})
+            conn.execute(
+                text(
+                    "INSERT INTO event_categories (code, name, default_priority, emergency) "
+                    "VALUES (:c, :c, 3, false)"
+                ),
+                {"c": code},
+            )
 
 
 def time_ours(engine, path: Path) -> tuple[float, int]:  # noqa: ANN001
@@ -102,8 +119,21 @@ def time_ours(engine, path: Path) -> tuple[float, int]:  # noqa: ANN001
 def time_ogr2ogr(url: str, path: Path) -> float:
     u = make_url(url)
     pg = f"PG:host={u.host} port={u.port} dbname={u.database} user={u.username}"
-    cmd = ["ogr2ogr", "-f", "PostgreSQL", pg, str(path), "events", "-nln", "ogr_events",
-           "-overwrite", "-lco", "GEOMETRY_NAME=geom", "-lco", "SPATIAL_INDEX=GIST"]
+    cmd = [
+        "ogr2ogr",
+        "-f",
+        "PostgreSQL",
+        pg,
+        str(path),
+        "events",
+        "-nln",
+        "ogr_events",
+        "-overwrite",
+        "-lco",
+        "GEOMETRY_NAME=geom",
+        "-lco",
+        "SPATIAL_INDEX=GIST",
+    ]
     t = time.perf_counter()
     subprocess.run(cmd, check=True, capture_output=True)
     return time.perf_counter() - t
@@ -120,8 +150,12 @@ def time_assign(points: np.ndarray, grids: gpd.GeoDataFrame) -> dict[str, object
     theirs = joined["index_right"].groupby(level=0).min().reindex(range(len(points)))
     sjoin_s = time.perf_counter() - t
     identical = bool(np.array_equal(ours, theirs.fillna(-1).astype(int).to_numpy()))
-    return {"assign_ours_s": round(ours_s, 3), "sjoin_s": round(sjoin_s, 3),
-            "assign_vs_sjoin": round(sjoin_s / ours_s, 2), "identical": identical}
+    return {
+        "assign_ours_s": round(ours_s, 3),
+        "sjoin_s": round(sjoin_s, 3),
+        "assign_vs_sjoin": round(sjoin_s / ours_s, 2),
+        "identical": identical,
+    }
 
 
 def main() -> None:
@@ -140,18 +174,28 @@ def main() -> None:
         setup_territory(engine, grids, workdir)
         gpkg = workdir / "events.gpkg"
         events_file(args.points, rng, gpkg)
-        print(f"{args.points:,} events in {gpkg.stat().st_size / 1e6:.0f} MB GeoPackage; {len(grids):,} grids")
+        print(
+            f"{args.points:,} events in {gpkg.stat().st_size / 1e6:.0f} MB GeoPackage; {len(grids):,} grids"
+        )
         ogr_s = time_ogr2ogr(url, gpkg)
         print(f"ogr2ogr (no validation, no assignment): {ogr_s:.2f} s")
         ours_s, inserted = time_ours(engine, gpkg)
         print(f"etl load (validation + assignment + upsert): {ours_s:.2f} s, {inserted:,} rows")
         pts = gpd.read_file(gpkg, engine="pyogrio").geometry.values
     assign = time_assign(np.asarray(pts), grids)
-    print(f"assignment: ours {assign['assign_ours_s']} s, geopandas.sjoin {assign['sjoin_s']} s, "
-          f"identical={assign['identical']}")
-    result = {"points": args.points, "polygons": len(grids), "etl_s": round(ours_s, 2),
-              "ogr2ogr_s": round(ogr_s, 2), "etl_vs_ogr2ogr": round(ogr_s / ours_s, 2),
-              "loaded": inserted, **assign}
+    print(
+        f"assignment: ours {assign['assign_ours_s']} s, geopandas.sjoin {assign['sjoin_s']} s, "
+        f"identical={assign['identical']}"
+    )
+    result = {
+        "points": args.points,
+        "polygons": len(grids),
+        "etl_s": round(ours_s, 2),
+        "ogr2ogr_s": round(ogr_s, 2),
+        "etl_vs_ogr2ogr": round(ogr_s / ours_s, 2),
+        "loaded": inserted,
+        **assign,
+    }
     engine.dispose()
     print(json.dumps(result))
 

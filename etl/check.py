@@ -41,7 +41,9 @@ _NO_GRID = "SELECT code, address FROM buildings WHERE unit_id IS NULL ORDER BY c
 def run_checks(conn: Connection, settings: Settings) -> dict[str, list[dict[str, object]]]:
     p = {"min_m2": MIN_AREA_M2}
 
-    def rows(sql: str, keys: tuple[str, ...], params: dict[str, object] | None = None) -> list[dict[str, object]]:
+    def rows(
+        sql: str, keys: tuple[str, ...], params: dict[str, object] | None = None
+    ) -> list[dict[str, object]]:
         return [dict(zip(keys, r, strict=True)) for r in conn.execute(text(sql), params or p)]
 
     report = {
@@ -54,8 +56,11 @@ def run_checks(conn: Connection, settings: Settings) -> dict[str, list[dict[str,
         "out_of_band": [],
     }
     for level, (low, high) in settings.bands.items():
-        report["out_of_band"] += rows(_BAND, ("unit", "name", "level", "households"),
-                                      {"level": level, "low": low, "high": high})
+        report["out_of_band"] += rows(
+            _BAND,
+            ("unit", "name", "level", "households"),
+            {"level": level, "low": low, "high": high},
+        )
     return report
 
 
@@ -63,7 +68,12 @@ def _print_human(report: dict[str, list[dict[str, object]]]) -> None:
     for section, items in report.items():
         print(f"{section.replace('_', ' ')}: {len(items)}")
         for item in items[:15]:
-            print("   ", ", ".join(f"{k}={v:,.0f}" if isinstance(v, float) else f"{k}={v}" for k, v in item.items()))
+            print(
+                "   ",
+                ", ".join(
+                    f"{k}={v:,.0f}" if isinstance(v, float) else f"{k}={v}" for k, v in item.items()
+                ),
+            )
         if len(items) > 15:
             print(f"    … and {len(items) - 15} more")
 
@@ -81,6 +91,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("check", help="topology and completeness: gaps, overlaps, orphans, bands, staff")
+    p = sub.add_parser(
+        "check", help="topology and completeness: gaps, overlaps, orphans, bands, staff"
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_cmd_check)

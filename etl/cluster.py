@@ -59,8 +59,20 @@ def _prepare_dirs(root: Path) -> None:
 
 def _initdb(settings: Settings) -> None:
     data, run, _ = _paths(settings)
-    _run([str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
-          "-E", "UTF8", "--locale=C.UTF-8"])
+    _run(
+        [
+            str(PG_BIN / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+        ]
+    )
     conf = data / "postgresql.conf"
     extra = (
         f"\nport = {settings.pg_port}\nlisten_addresses = '127.0.0.1'\n"
@@ -103,8 +115,21 @@ def stop(settings: Settings) -> str:
 
 def _psql(settings: Settings, sql: str, db: str = "postgres") -> str:
     _, run, _ = _paths(settings)
-    proc = _run([str(PG_BIN.parent / "bin" / "psql"), "-h", str(run), "-p", str(settings.pg_port),
-                 "-U", "postgres", "-d", db, "-tAc", sql])
+    proc = _run(
+        [
+            str(PG_BIN.parent / "bin" / "psql"),
+            "-h",
+            str(run),
+            "-p",
+            str(settings.pg_port),
+            "-U",
+            "postgres",
+            "-d",
+            db,
+            "-tAc",
+            sql,
+        ]
+    )
     return proc.stdout.strip()
 
 

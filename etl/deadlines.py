@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 from etl.settings import Settings
-from geo.workcalendar import WorkCalendar, china_2026_calendar
+from geo.workcalendar import Unit, WorkCalendar, china_2026_calendar
 
 
 def work_calendar(settings: Settings) -> WorkCalendar:
@@ -19,4 +19,8 @@ def work_calendar(settings: Settings) -> WorkCalendar:
     )
 
 
-UNIT_OF = {"work_hours": "work_hours", "work_days": "work_days", "clock_hours": "clock_hours"}
+UNIT_OF: dict[str, Unit] = {
+    "work_hours": "work_hours",
+    "work_days": "work_days",
+    "clock_hours": "clock_hours",
+}

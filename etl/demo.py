@@ -20,7 +20,6 @@ from pyproj import CRS
 from sqlalchemy import Connection, Engine, text
 
 from etl.db import transaction
-
 from etl.deadlines import UNIT_OF, work_calendar
 from etl.errors import ValidationFailed
 from etl.load import Progress, stderr_progress, write_prepared
@@ -31,8 +30,17 @@ from etl.settings import PROJECT_ROOT, get_settings
 
 DATA = PROJECT_ROOT / "data"
 GENERATOR_VERSION = "1"
-DATA_TABLES = ("event_history", "events", "patrols", "staff", "responder_positions", "responders",
-               "buildings", "roads", "units")
+DATA_TABLES = (
+    "event_history",
+    "events",
+    "patrols",
+    "staff",
+    "responder_positions",
+    "responders",
+    "buildings",
+    "roads",
+    "units",
+)
 LOAD_ORDER = ("units", "roads", "buildings", "staff", "responders", "patrols", "events")
 
 
@@ -66,21 +74,31 @@ def load_categories(conn: Connection, categories: pd.DataFrame) -> None:
 
 
 def demo_fingerprint(seed: int, scale: float) -> str:
-    inputs = b"".join((DATA / f).read_bytes() for f in
-                      ("wanyuan_outline.geojson", "wanyuan_divisions_2023.csv", "event_categories.csv"))
+    inputs = b"".join(
+        (DATA / f).read_bytes()
+        for f in ("wanyuan_outline.geojson", "wanyuan_divisions_2023.csv", "event_categories.csv")
+    )
     key = f"{seed}:{scale}:{GENERATOR_VERSION}:".encode() + inputs
     return hashlib.sha256(key).hexdigest()
 
 
 def already_loaded(engine: Engine, fingerprint: str) -> bool:
-    sql = text("SELECT 1 FROM etl_runs WHERE kind = 'demo' AND sha256 = :sha AND status = 'ok' "
-               "AND id = (SELECT max(id) FROM etl_runs) LIMIT 1")
+    sql = text(
+        "SELECT 1 FROM etl_runs WHERE kind = 'demo' AND sha256 = :sha AND status = 'ok' "
+        "AND id = (SELECT max(id) FROM etl_runs) LIMIT 1"
+    )
     with engine.connect() as conn:
         return conn.execute(sql, {"sha": fingerprint}).first() is not None
 
 
-def load_demo(engine: Engine | Connection, *, seed: int, scale: float = 1.0, end: datetime | None = None,
-              progress: Progress | None = None) -> dict[str, int]:
+def load_demo(
+    engine: Engine | Connection,
+    *,
+    seed: int,
+    scale: float = 1.0,
+    end: datetime | None = None,
+    progress: Progress | None = None,
+) -> dict[str, int]:
     from geo.synth import build_demo_county
 
     say = progress or (lambda _m: None)
@@ -116,12 +134,17 @@ def _load_frame(conn: Connection, kind: str, frame: pd.DataFrame) -> int:
 def _event_deadlines(conn: Connection) -> None:
     """due_at from each category's limit on the working calendar, clock starting at dispatch."""
     calendar = work_calendar(get_settings())
-    rows = conn.execute(text("""
+    rows = conn.execute(
+        text("""
         SELECT e.id, e.dispatched_at, c.time_limit, c.time_unit FROM events e
         JOIN event_categories c ON c.code = e.category_code
-        WHERE e.dispatched_at IS NOT NULL AND c.time_limit IS NOT NULL""")).all()
+        WHERE e.dispatched_at IS NOT NULL AND c.time_limit IS NOT NULL""")
+    ).all()
     due = [
-        {"id": r.id, "due": calendar.due_at(r.dispatched_at, float(r.time_limit), UNIT_OF[r.time_unit])}
+        {
+            "id": r.id,
+            "due": calendar.due_at(r.dispatched_at, float(r.time_limit), UNIT_OF[r.time_unit]),
+        }
         for r in rows
     ]
     if due:
@@ -132,7 +155,8 @@ def _event_deadlines(conn: Connection) -> None:
 
 def _event_history(conn: Connection) -> None:
     """The demo's history rows, one per milestone the generator set."""
-    conn.execute(text("""
+    conn.execute(
+        text("""
         INSERT INTO event_history (event_id, at, actor, actor_level, action, from_status, to_status,
                                    from_level, to_level, note)
         SELECT e.id, m.at, m.actor, m.level, m.action, m.from_status, m.to_status,
@@ -145,15 +169,22 @@ def _event_history(conn: Connection) -> None:
             (e.handled_at, 'handler', e.handling_level, 'report_back', 'in_progress', 'handled'),
             (e.closed_at, 'centre', e.handling_level, 'close', 'checked', 'closed')
         ) AS m(at, actor, level, action, from_status, to_status)
-        WHERE m.at IS NOT NULL"""))
+        WHERE m.at IS NOT NULL""")
+    )
 
 
 def _log(conn: Connection, fingerprint: str, counts: dict[str, int], duration: float) -> None:
-    conn.execute(text("""
+    conn.execute(
+        text("""
         INSERT INTO etl_runs (kind, path, sha256, finished_at, duration_s, loaded, status, message)
         VALUES ('demo', 'geo.synth', :sha, now(), :dur, :n, 'ok', :msg)"""),
-        {"sha": fingerprint, "dur": round(duration, 3), "n": sum(counts.values()),
-         "msg": ", ".join(f"{k}={v}" for k, v in counts.items())})
+        {
+            "sha": fingerprint,
+            "dur": round(duration, 3),
+            "n": sum(counts.values()),
+            "msg": ", ".join(f"{k}={v}" for k, v in counts.items()),
+        },
+    )
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -172,6 +203,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="build and load the demo county 万源市 (replaces loaded data)")
     p.add_argument("--seed", type=int, help="random seed (default GRIDGOV_DEMO_SEED, 7)")
-    p.add_argument("--scale", type=float, default=1.0, help="fraction of households/events to build")
-    p.add_argument("--if-needed", action="store_true", help="skip when the same demo is already loaded")
+    p.add_argument(
+        "--scale", type=float, default=1.0, help="fraction of households/events to build"
+    )
+    p.add_argument(
+        "--if-needed", action="store_true", help="skip when the same demo is already loaded"
+    )
     p.set_defaults(func=_cmd_demo)

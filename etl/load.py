@@ -14,13 +14,12 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine, text
 
 from etl.db import transaction
-
 from etl.errors import LoadError, ValidationFailed
 from etl.prepare import Prepared, prepare
 from etl.readers import read_source
 from etl.reference import Reference
 from etl.schema import KINDS, parse_map
-from etl.write import WRITERS, Counts, refresh_totals, reassign_all
+from etl.write import WRITERS, Counts, reassign_all, refresh_totals
 
 Progress = Callable[[str], None]
 
@@ -80,10 +79,20 @@ def load_file(
         counts = write_prepared(conn, prepared)
         duration = time.perf_counter() - started
         run_id = _log_run(conn, kind, path, prepared, counts, duration)
-    say(f"done in {duration:.1f} s: {counts.inserted:,} new, {counts.updated:,} updated, "
-        f"{counts.unchanged:,} unchanged, {len(prepared.rejects):,} rejected")
-    return LoadResult(kind, str(path), prepared.total, counts, len(prepared.rejects),
-                      prepared.warnings, run_id, duration)
+    say(
+        f"done in {duration:.1f} s: {counts.inserted:,} new, {counts.updated:,} updated, "
+        f"{counts.unchanged:,} unchanged, {len(prepared.rejects):,} rejected"
+    )
+    return LoadResult(
+        kind,
+        str(path),
+        prepared.total,
+        counts,
+        len(prepared.rejects),
+        prepared.warnings,
+        run_id,
+        duration,
+    )
 
 
 def write_prepared(conn: Connection, prepared: Prepared) -> Counts:
@@ -109,15 +118,22 @@ def write_rejects(path: Path, rejects: list[tuple[str, str]]) -> None:
         writer.writerows(rejects)
 
 
-def _log_run(conn: Connection, kind: str, path: Path, prepared: Prepared, counts: Counts, duration: float) -> int:
+def _log_run(
+    conn: Connection, kind: str, path: Path, prepared: Prepared, counts: Counts, duration: float
+) -> int:
     sql = text("""
         INSERT INTO etl_runs (kind, path, sha256, finished_at, duration_s, loaded, updated, unchanged,
                               rejected, status, message)
         VALUES (:kind, :path, :sha, now(), :dur, :ins, :upd, :same, :rej, 'ok', :msg) RETURNING id""")
     params = {
-        "kind": kind, "path": str(path), "sha": file_sha256(path) if path.is_file() else "",
-        "dur": round(duration, 3), "ins": counts.inserted, "upd": counts.updated,
-        "same": counts.unchanged, "rej": len(prepared.rejects),
+        "kind": kind,
+        "path": str(path),
+        "sha": file_sha256(path) if path.is_file() else "",
+        "dur": round(duration, 3),
+        "ins": counts.inserted,
+        "upd": counts.updated,
+        "same": counts.unchanged,
+        "rej": len(prepared.rejects),
         "msg": "; ".join(prepared.warnings)[:4000] or None,
     }
     return int(conn.execute(sql, params).scalar_one())
@@ -133,27 +149,42 @@ def _cmd_load(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise LoadError(str(exc)) from None
     result = load_file(
-        get_engine(), args.kind, args.path, crs=args.crs, level=args.level, encoding=args.encoding,
-        mapping=mapping, skip_invalid=args.skip_invalid, rejects_path=args.rejects,
-        layer=args.layer, progress=stderr_progress,
+        get_engine(),
+        args.kind,
+        args.path,
+        crs=args.crs,
+        level=args.level,
+        encoding=args.encoding,
+        mapping=mapping,
+        skip_invalid=args.skip_invalid,
+        rejects_path=args.rejects,
+        layer=args.layer,
+        progress=stderr_progress,
     )
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    print(f"{result.kind}: {result.counts.inserted} inserted, {result.counts.updated} updated, "
-          f"{result.counts.unchanged} unchanged, {result.rejected} rejected (run {result.run_id})")
+    print(
+        f"{result.kind}: {result.counts.inserted} inserted, {result.counts.updated} updated, "
+        f"{result.counts.unchanged} unchanged, {result.rejected} rejected (run {result.run_id})"
+    )
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("load", help="load a file of units, buildings, events, staff, responders, patrols or roads")
+    p = sub.add_parser(
+        "load", help="load a file of units, buildings, events, staff, responders, patrols or roads"
+    )
     p.add_argument("kind", choices=KINDS)
     p.add_argument("path", help="GeoJSON, GeoPackage, Shapefile (.shp or .zip), CSV, XLSX or KML")
     p.add_argument("--crs", help="source CRS when the file states none: EPSG code, GCJ02 or BD09")
     p.add_argument("--level", help="level of every unit in the file (units only)")
-    p.add_argument("--encoding", help="text encoding (default: detected; UTF-8, UTF-8 BOM, GBK/GB18030)")
+    p.add_argument(
+        "--encoding", help="text encoding (default: detected; UTF-8, UTF-8 BOM, GBK/GB18030)"
+    )
     p.add_argument("--map", help="column mapping target=source[,target=source...]")
     p.add_argument("--layer", help="layer name for multi-layer files (GeoPackage)")
     p.add_argument("--skip-invalid", action="store_true", help="load the good rows, reject the bad")
-    p.add_argument("--rejects", metavar="OUT.csv", help="with --skip-invalid: where to list the bad rows")
+    p.add_argument(
+        "--rejects", metavar="OUT.csv", help="with --skip-invalid: where to list the bad rows"
+    )
     p.set_defaults(func=_cmd_load)
-

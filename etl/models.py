@@ -75,7 +75,9 @@ class Unit(Base):
     parent: Mapped[Unit | None] = relationship(remote_side=[id])
 
     __table_args__ = (
-        Index("ix_units_code_current", "code", unique=True, postgresql_where=text("valid_to IS NULL")),
+        Index(
+            "ix_units_code_current", "code", unique=True, postgresql_where=text("valid_to IS NULL")
+        ),
         Index("ix_units_parent", "parent_id"),
         Index("ix_units_level", "level"),
         Index("ix_units_path", "unit_path", postgresql_using="gin"),
@@ -136,7 +138,9 @@ class Event(Base):
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     satisfaction: Mapped[int | None] = mapped_column(SmallInteger)
     duplicate_of: Mapped[int | None] = mapped_column(ForeignKey("events.id", ondelete="SET NULL"))
-    responder_id: Mapped[int | None] = mapped_column(ForeignKey("responders.id", ondelete="SET NULL"))
+    responder_id: Mapped[int | None] = mapped_column(
+        ForeignKey("responders.id", ondelete="SET NULL")
+    )
     version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     # change cursor: a trigger stamps every insert/update from a sequence (see migration)
     rev: Mapped[int] = mapped_column(BigInteger, server_default=text("nextval('event_rev_seq')"))
@@ -175,7 +179,9 @@ class Staff(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     code: Mapped[str] = mapped_column(String(32), unique=True)
     name: Mapped[str] = mapped_column(String(64))
-    role: Mapped[str] = mapped_column(String(24), comment="grid_chief|full_time|part_time|auxiliary")
+    role: Mapped[str] = mapped_column(
+        String(24), comment="grid_chief|full_time|part_time|auxiliary"
+    )
     phone: Mapped[str | None] = mapped_column(String(32))
     unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id", ondelete="SET NULL"))
     unit_code: Mapped[str] = mapped_column(String(32))

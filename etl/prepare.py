@@ -68,7 +68,6 @@ def prepare(
     frame = pd.DataFrame({t: _column(raw, s) for t, s in columns.items()})
     frame = frame.replace({"": None})
     tabular = source.path.suffix.lower() in (".csv", ".txt", ".xlsx", ".xlsm")
-    labels = validate.row_labels(frame, tabular=tabular, code_col="code" if "code" in frame else None)
     problems: list[validate.Problem] = validate.check_required(frame, schema.required)
     if "code" in frame:
         frame["code"] = frame["code"].map(_clean_code)
@@ -79,7 +78,8 @@ def prepare(
     normalise = NORMALISERS[kind]
     frame, kind_problems, warnings = normalise(frame, ref, level=level)
     problems += kind_problems
-    return _split(kind, frame, problems, labels, warnings)
+    labels = frame[["code"]].copy() if "code" in frame else pd.DataFrame(index=frame.index)
+    return _split(kind, frame, problems, labels, warnings, tabular=tabular)
 
 
 def _column(raw: pd.DataFrame, spec: str) -> np.ndarray:
@@ -93,7 +93,11 @@ def _column(raw: pd.DataFrame, spec: str) -> np.ndarray:
 
 def _present(value: object) -> bool:
     """Not None/NaN/NA and not blank (pandas 3 strings use NaN for missing)."""
-    return value is not None and not (pd.api.types.is_scalar(value) and pd.isna(value)) and str(value).strip() != ""
+    return (
+        value is not None
+        and not (pd.api.types.is_scalar(value) and pd.isna(value))
+        and str(value).strip() != ""
+    )
 
 
 def _clean_code(value: object) -> object:
@@ -103,12 +107,17 @@ def _clean_code(value: object) -> object:
     return text[:-2] if text.endswith(".0") and text[:-2].isdigit() else text
 
 
-def _split(kind, frame, problems, labels, warnings) -> Prepared:  # noqa: ANN001
+def _split(kind, frame, problems, labels, warnings, *, tabular: bool) -> Prepared:  # noqa: ANN001
     bad: dict[int, list[str]] = {}
     for pos, why in problems:
         bad.setdefault(pos, []).append(why)
-    rejects = [(labels[pos], "; ".join(reasons)) for pos, reasons in sorted(bad.items())]
-    good = frame.iloc[[i for i in range(len(frame)) if i not in bad]].reset_index(drop=True)
+    rejects = [
+        (validate.row_label(labels, pos, tabular=tabular), "; ".join(reasons))
+        for pos, reasons in sorted(bad.items())
+    ]
+    keep = np.ones(len(frame), dtype=bool)
+    keep[list(bad)] = False
+    good = frame[keep].reset_index(drop=True) if bad else frame
     return Prepared(kind, good, rejects, warnings, total=len(frame))
 
 
@@ -153,7 +162,8 @@ def _is_geographic(crs: object) -> bool:
 
 def _as_multi(geoms: gpd.GeoSeries) -> gpd.GeoSeries:
     values = [
-        shapely.MultiPolygon([g]) if g is not None and g.geom_type == "Polygon" else g for g in geoms
+        shapely.MultiPolygon([g]) if g is not None and g.geom_type == "Polygon" else g
+        for g in geoms
     ]
     return gpd.GeoSeries(values, index=geoms.index, crs=geoms.crs)
 
@@ -168,12 +178,15 @@ def _units(frame: gpd.GeoDataFrame, ref: Reference, *, level: str | None):  # no
         guessed = frame["code"].map(lambda c: LEVEL_BY_CODE_LENGTH.get(len(c or "")))
         frame["level"] = frame["level"].fillna(guessed)
     for pos in np.flatnonzero(~frame["level"].isin(ref.levels).to_numpy()):
-        problems.append((int(pos), f"unknown level {frame['level'].iloc[pos]!r}; known: {sorted(ref.levels)}"))
+        problems.append(
+            (int(pos), f"unknown level {frame['level'].iloc[pos]!r}; known: {sorted(ref.levels)}")
+        )
     if "kind" not in frame:
         frame["kind"] = None
     frame["kind"] = [
-        KIND_VALUES.get(str(k).strip().lower(), KIND_VALUES.get(str(k).strip())) if _present(k) else
-        ("rural" if str(n).endswith("村") else "urban")
+        KIND_VALUES.get(str(k).strip().lower(), KIND_VALUES.get(str(k).strip()))
+        if _present(k)
+        else ("rural" if str(n).endswith("村") else "urban")
         for k, n in zip(frame["kind"], frame["name"], strict=True)
     ]
     for pos in np.flatnonzero(frame["kind"].isna().to_numpy()):
@@ -189,12 +202,18 @@ def _resolve_parents(frame: gpd.GeoDataFrame, ref: Reference):  # noqa: ANN202
     if "parent_code" not in frame:
         frame["parent_code"] = None
     frame["parent_code"] = [
-        _clean_code(p) or _longest_prefix(c, known) for p, c in zip(frame["parent_code"], frame["code"], strict=True)
+        _clean_code(p) or _longest_prefix(c, known)
+        for p, c in zip(frame["parent_code"], frame["code"], strict=True)
     ]
     for pos, (code, parent) in enumerate(zip(frame["code"], frame["parent_code"], strict=True)):
         if _present(parent) and parent not in known:
             problems.append((pos, f"parent {parent!r} is neither loaded nor in this file"))
-        elif not _present(parent) and _present(code) and ref.has_root() and code not in ref.unit_codes:
+        elif (
+            not _present(parent)
+            and _present(code)
+            and ref.has_root()
+            and code not in ref.unit_codes
+        ):
             problems.append((pos, "no parent: the territory already has a root unit"))
     parents = ref.unit_geometries(set(frame["parent_code"].dropna()) - set(frame["code"].dropna()))
     in_file = dict(zip(frame["code"], frame.geometry, strict=True))
@@ -214,16 +233,29 @@ def _longest_prefix(code: str | None, known: set[str]) -> str | None:
 
 
 def _outside_parent(frame, geometries, utm):  # noqa: ANN001, ANN202
-    problems = []
-    for pos, (code, parent, geom) in enumerate(zip(frame["code"], frame["parent_code"], frame.geometry, strict=True)):
-        pgeom = geometries.get(parent)
-        if pgeom is None or geom is None or geom.is_empty:
-            continue
-        outside = gpd.GeoSeries([geom.difference(pgeom)], crs=4490).to_crs(utm).area.iloc[0]
-        area = gpd.GeoSeries([geom], crs=4490).to_crs(utm).area.iloc[0]
-        if outside > max(1.0, 0.001 * area):
-            problems.append((pos, f"{outside:,.0f} m² of it lies outside its parent {parent}"))
-    return problems
+    """Area of each unit outside its parent (vectorised; measured in a projected CRS)."""
+    parents = np.array(
+        [geometries.get(p) if _present(p) else None for p in frame["parent_code"]], dtype=object
+    )
+    geoms = np.asarray(frame.geometry.values, dtype=object)
+    has = ~pd.isna(parents) & ~pd.isna(geoms)
+    if not has.any():
+        return []
+    outside = (
+        gpd.GeoSeries(shapely.difference(geoms[has], parents[has]), crs=4490)
+        .to_crs(utm)
+        .area.to_numpy()
+    )
+    area = gpd.GeoSeries(geoms[has], crs=4490).to_crs(utm).area.to_numpy()
+    positions = np.flatnonzero(has)
+    parent_codes = frame["parent_code"].to_numpy()
+    return [
+        (
+            int(positions[k]),
+            f"{outside[k]:,.0f} m² of it lies outside its parent {parent_codes[positions[k]]}",
+        )
+        for k in np.flatnonzero(outside > np.maximum(1.0, 0.001 * area))
+    ]
 
 
 def _sibling_topology(frame, geometries, utm):  # noqa: ANN001, ANN202
@@ -240,7 +272,9 @@ def _sibling_topology(frame, geometries, utm):  # noqa: ANN001, ANN202
         pgeom = geometries.get(parent)
         if not parent or pgeom is None:
             continue
-        gap = gpd.GeoSeries([pgeom.difference(shapely.union_all(members.geometry.values))], crs=4490)
+        gap = gpd.GeoSeries(
+            [pgeom.difference(shapely.union_all(members.geometry.values))], crs=4490
+        )
         gap_m2 = float(gap.to_crs(utm).area.iloc[0])
         if gap_m2 > 1.0:
             warnings.append(f"children of {parent} leave {gap_m2:,.0f} m² of it uncovered (gap)")
@@ -260,12 +294,18 @@ def _buildings(frame: gpd.GeoDataFrame, ref: Reference, *, level: str | None):  
     frame["floors"] = _to_int(frame["floors"])
     frame["households"] = _to_int(frame["households"]).fillna(0)
     frame["residents"] = _to_int(frame["residents"]).fillna(0)
-    problems = [(int(i), "households is negative") for i in np.flatnonzero((frame["households"] < 0).to_numpy())]
+    problems = [
+        (int(i), "households is negative")
+        for i in np.flatnonzero((frame["households"] < 0).to_numpy())
+    ]
     return frame, problems, []
 
 
 def _parse_times(series: pd.Series) -> tuple[pd.Series, np.ndarray]:
-    parsed = pd.to_datetime(series, errors="coerce", format="mixed")
+    if pd.api.types.is_datetime64_any_dtype(series):
+        parsed = series
+    else:
+        parsed = pd.to_datetime(series, errors="coerce", format="mixed")
     if parsed.dt.tz is None:
         parsed = parsed.dt.tz_localize(TZ, ambiguous="NaT", nonexistent="NaT")
     return parsed, (parsed.isna() & series.notna()).to_numpy()
@@ -279,17 +319,27 @@ def _events(frame: gpd.GeoDataFrame, ref: Reference, *, level: str | None):  # n
     frame["category_code"] = frame["category_code"].map(_clean_code)
     unknown = ~frame["category_code"].isin(ref.categories) & frame["category_code"].notna()
     problems += [
-        (int(i), f"unknown category code {frame['category_code'].iloc[i]!r}") for i in np.flatnonzero(unknown.to_numpy())
+        (int(i), f"unknown category code {frame['category_code'].iloc[i]!r}")
+        for i in np.flatnonzero(unknown.to_numpy())
     ]
     channel = frame["channel"] if "channel" in frame else pd.Series("patrol", index=frame.index)
-    frame["channel"] = channel.fillna("patrol").map(lambda c: CHANNEL_VALUES.get(str(c).strip().lower(), CHANNEL_VALUES.get(str(c).strip())))
-    problems += [(int(i), "unknown source channel") for i in np.flatnonzero(frame["channel"].isna().to_numpy())]
+    frame["channel"] = (
+        channel.fillna("patrol").astype(str).str.strip().str.lower().map(CHANNEL_VALUES)
+    )
+    problems += [
+        (int(i), "unknown source channel")
+        for i in np.flatnonzero(frame["channel"].isna().to_numpy())
+    ]
     defaults = frame["category_code"].map(lambda c: ref.categories.get(c, (3, False))[0])
-    priority = _to_int(frame["priority"]) if "priority" in frame else pd.Series(pd.NA, index=frame.index)
+    priority = (
+        _to_int(frame["priority"]) if "priority" in frame else pd.Series(pd.NA, index=frame.index)
+    )
     frame["priority"] = priority.fillna(defaults).astype("Int64")
     emergency = frame["category_code"].map(lambda c: ref.categories.get(c, (3, False))[1])
     default_level = np.where(emergency.fillna(False).astype(bool), "county", "grid")
-    given = frame["handling_level"] if "handling_level" in frame else pd.Series(None, index=frame.index)
+    given = (
+        frame["handling_level"] if "handling_level" in frame else pd.Series(None, index=frame.index)
+    )
     frame["handling_level"] = given.fillna(pd.Series(default_level, index=frame.index))
     for col in ("dispatched_at", "handled_at", "closed_at"):
         if col in frame:
@@ -311,17 +361,27 @@ def _outside_territory(frame: gpd.GeoDataFrame, ref: Reference) -> list[validate
     present = ~(pd.isna(pts) | shapely.is_empty(pts))
     inside = np.zeros(len(pts), dtype=bool)
     inside[present] = shapely.intersects(territory, pts[present])
-    return [(int(i), "the point lies outside the territory (no loaded unit contains it)")
-            for i in np.flatnonzero(present & ~inside)]
+    return [
+        (int(i), "the point lies outside the territory (no loaded unit contains it)")
+        for i in np.flatnonzero(present & ~inside)
+    ]
 
 
 def _staff(frame: pd.DataFrame, ref: Reference, *, level: str | None):  # noqa: ANN202
     frame = frame.copy()
-    frame["role"] = frame["role"].map(lambda r: ROLE_VALUES.get(str(r).strip()) if _present(r) else None)
-    problems = [(int(i), "unknown role (网格长/专职网格员/兼职网格员/网格辅助员)") for i in np.flatnonzero(frame["role"].isna().to_numpy())]
+    frame["role"] = frame["role"].map(
+        lambda r: ROLE_VALUES.get(str(r).strip()) if _present(r) else None
+    )
+    problems = [
+        (int(i), "unknown role (网格长/专职网格员/兼职网格员/网格辅助员)")
+        for i in np.flatnonzero(frame["role"].isna().to_numpy())
+    ]
     frame["unit_code"] = frame["unit_code"].map(_clean_code)
     unknown = ~frame["unit_code"].isin(ref.unit_codes)
-    problems += [(int(i), f"unit {frame['unit_code'].iloc[i]!r} is not loaded") for i in np.flatnonzero(unknown.to_numpy())]
+    problems += [
+        (int(i), f"unit {frame['unit_code'].iloc[i]!r} is not loaded")
+        for i in np.flatnonzero(unknown.to_numpy())
+    ]
     if "phone" not in frame:
         frame["phone"] = None
     return frame, problems, []
@@ -329,8 +389,16 @@ def _staff(frame: pd.DataFrame, ref: Reference, *, level: str | None):  # noqa: 
 
 def _responders(frame: gpd.GeoDataFrame, ref: Reference, *, level: str | None):  # noqa: ANN202
     frame = frame.copy()
-    frame["type"] = frame["type"].map(lambda t: RESPONDER_TYPES.get(str(t).strip().lower(), RESPONDER_TYPES.get(str(t).strip())) if _present(t) else None)
-    problems = [(int(i), "unknown responder type") for i in np.flatnonzero(frame["type"].isna().to_numpy())]
+    frame["type"] = frame["type"].map(
+        lambda t: (
+            RESPONDER_TYPES.get(str(t).strip().lower(), RESPONDER_TYPES.get(str(t).strip()))
+            if _present(t)
+            else None
+        )
+    )
+    problems = [
+        (int(i), "unknown responder type") for i in np.flatnonzero(frame["type"].isna().to_numpy())
+    ]
     frame["status"] = frame["status"].fillna("available") if "status" in frame else "available"
     return frame, problems, []
 
@@ -340,11 +408,19 @@ def _patrols(frame: gpd.GeoDataFrame, ref: Reference, *, level: str | None):  # 
     frame["at"], bad_time = _parse_times(frame["at"])
     problems = [(int(i), "time is not a date-time") for i in np.flatnonzero(bad_time)]
     kind = frame["kind"] if "kind" in frame else pd.Series("patrol", index=frame.index)
-    frame["kind"] = kind.fillna("patrol").map(lambda k: PATROL_KINDS.get(str(k).strip().lower(), PATROL_KINDS.get(str(k).strip())))
-    problems += [(int(i), "kind must be patrol/巡查 or visit/走访") for i in np.flatnonzero(frame["kind"].isna().to_numpy())]
+    frame["kind"] = kind.fillna("patrol").map(
+        lambda k: PATROL_KINDS.get(str(k).strip().lower(), PATROL_KINDS.get(str(k).strip()))
+    )
+    problems += [
+        (int(i), "kind must be patrol/巡查 or visit/走访")
+        for i in np.flatnonzero(frame["kind"].isna().to_numpy())
+    ]
     frame["staff_code"] = frame["staff_code"].map(_clean_code)
     unknown = ~frame["staff_code"].isin(ref.staff_codes)
-    problems += [(int(i), f"staff {frame['staff_code'].iloc[i]!r} is not loaded") for i in np.flatnonzero(unknown.to_numpy())]
+    problems += [
+        (int(i), f"staff {frame['staff_code'].iloc[i]!r} is not loaded")
+        for i in np.flatnonzero(unknown.to_numpy())
+    ]
     return frame, problems, []
 
 
@@ -354,7 +430,11 @@ def _roads(frame: gpd.GeoDataFrame, ref: Reference, *, level: str | None):  # no
         frame["road_class"] = "unclassified"
     frame["road_class"] = frame["road_class"].fillna("unclassified").astype(str)
     default_speed = frame["road_class"].map(lambda c: ROAD_SPEEDS.get(c, 30))
-    speed = pd.to_numeric(frame["speed_kmh"], errors="coerce") if "speed_kmh" in frame else default_speed
+    speed = (
+        pd.to_numeric(frame["speed_kmh"], errors="coerce")
+        if "speed_kmh" in frame
+        else default_speed
+    )
     frame["speed_kmh"] = speed.fillna(default_speed)
     if "name" not in frame:
         frame["name"] = None

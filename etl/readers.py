@@ -53,7 +53,9 @@ def detect_encoding(data: bytes) -> str:
         ) from None
 
 
-def read_source(path: str | Path, *, encoding: str | None = None, layer: str | None = None) -> Source:
+def read_source(
+    path: str | Path, *, encoding: str | None = None, layer: str | None = None
+) -> Source:
     path = Path(path)
     if not path.exists():
         raise FileFormatError(f"{path}: no such file")
@@ -101,8 +103,10 @@ def _read_vector(path: Path, *, encoding: str | None, layer: str | None) -> Sour
 
 
 def _stated_crs(path: Path, frame: gpd.GeoDataFrame) -> CRS | None:
-    if path.suffix.lower() == ".shp" and not path.with_suffix(".prj").exists() and not any(
-        path.with_suffix(s).exists() for s in (".PRJ",)
+    if (
+        path.suffix.lower() == ".shp"
+        and not path.with_suffix(".prj").exists()
+        and not any(path.with_suffix(s).exists() for s in (".PRJ",))
     ):
         return None
     return CRS.from_user_input(frame.crs) if frame.crs is not None else None
@@ -112,15 +116,19 @@ def _shapefile_encoding(path: Path) -> str:
     """Honour .cpg; otherwise look at the .dbf bytes (Chinese exports are often GBK with no .cpg)."""
     dbf = _sibling(path, ".dbf")
     if dbf is None:
-        raise FileFormatError(f"{path}: the Shapefile has no .dbf beside it, so its attributes are missing")
+        raise FileFormatError(
+            f"{path}: the Shapefile has no .dbf beside it, so its attributes are missing"
+        )
     cpg = _sibling(path, ".cpg")
     if cpg is not None:
         declared = cpg.read_text(errors="ignore").strip()
         if declared:
-            return {"936": "gb18030", "gbk": "gb18030", "cp936": "gb18030"}.get(declared.lower(), declared)
+            return {"936": "gb18030", "gbk": "gb18030", "cp936": "gb18030"}.get(
+                declared.lower(), declared
+            )
     raw = dbf.read_bytes()
     header_len = int.from_bytes(raw[8:10], "little")
-    return detect_encoding(raw[header_len:]) .replace("utf-8-sig", "utf-8")
+    return detect_encoding(raw[header_len:]).replace("utf-8-sig", "utf-8")
 
 
 def _sibling(path: Path, suffix: str) -> Path | None:
@@ -136,7 +144,9 @@ def _read_csv(path: Path, *, encoding: str | None) -> Source:
     try:
         frame = pd.read_csv(io.StringIO(data.decode(enc)), dtype=str, keep_default_na=False)
     except (UnicodeDecodeError, LookupError) as exc:
-        raise FileFormatError(f"{path}: cannot decode as {enc} ({_short(exc)}); try --encoding") from None
+        raise FileFormatError(
+            f"{path}: cannot decode as {enc} ({_short(exc)}); try --encoding"
+        ) from None
     except pd.errors.ParserError as exc:
         raise FileFormatError(f"{path}: malformed CSV ({_short(exc)})") from None
     return Source(frame=_with_geometry(frame, path), stated_crs=None, encoding=enc, path=path)
@@ -170,7 +180,9 @@ def _with_geometry(frame: pd.DataFrame, path: Path) -> gpd.GeoDataFrame | pd.Dat
         try:
             geoms = shapely.from_wkt(values.to_numpy(), on_invalid="raise")
         except shapely.errors.GEOSException as exc:
-            raise FileFormatError(f"{path}: column {wkt!r} holds invalid WKT ({_short(exc)})") from None
+            raise FileFormatError(
+                f"{path}: column {wkt!r} holds invalid WKT ({_short(exc)})"
+            ) from None
         return gpd.GeoDataFrame(frame.drop(columns=[wkt]), geometry=list(geoms))
     return frame
 

@@ -26,7 +26,9 @@ class Reference:
 
     @cached_property
     def categories(self) -> dict[str, tuple[int, bool]]:
-        rows = self.conn.execute(text("SELECT code, default_priority, emergency FROM event_categories"))
+        rows = self.conn.execute(
+            text("SELECT code, default_priority, emergency FROM event_categories")
+        )
         return {code: (prio, emergency) for code, prio, emergency in rows}
 
     @cached_property
@@ -69,7 +71,11 @@ def leaf_units(conn: Connection) -> gpd.GeoDataFrame:
     rows = conn.execute(text(sql)).all()
     geoms = [shapely.from_wkb(bytes(r.wkb)) for r in rows]
     return gpd.GeoDataFrame(
-        {"id": [r.id for r in rows], "code": [r.code for r in rows], "unit_path": [r.unit_path for r in rows]},
+        {
+            "id": [r.id for r in rows],
+            "code": [r.code for r in rows],
+            "unit_path": [r.unit_path for r in rows],
+        },
         geometry=geoms,
         crs=4490,
     )

@@ -64,8 +64,14 @@ class Settings(BaseSettings):
             )
         if not self.database_url:
             raise UnsafeSettingsError("DATABASE_URL must name the production PostGIS")
-        if self.host not in ("127.0.0.1", "localhost") and self.tile_url and "http://" in self.tile_url:
-            raise UnsafeSettingsError("GRIDGOV_TILE_URL must use https when serving beyond loopback")
+        if (
+            self.host not in ("127.0.0.1", "localhost")
+            and self.tile_url
+            and "http://" in self.tile_url
+        ):
+            raise UnsafeSettingsError(
+                "GRIDGOV_TILE_URL must use https when serving beyond loopback"
+            )
         return self
 
     @property

@@ -29,8 +29,18 @@ def check_geometry(geoms: gpd.GeoSeries, expected: str) -> tuple[gpd.GeoSeries, 
     values = shapely.force_2d(np.asarray(geoms.values, dtype=object))
     allowed = EXPECTED_TYPES[expected]
     missing = pd.isna(values) | shapely.is_empty(values)
-    type_names = np.array(["Point", "LineString", "LinearRing", "Polygon", "MultiPoint",
-                           "MultiLineString", "MultiPolygon", "GeometryCollection"])
+    type_names = np.array(
+        [
+            "Point",
+            "LineString",
+            "LinearRing",
+            "Polygon",
+            "MultiPoint",
+            "MultiLineString",
+            "MultiPolygon",
+            "GeometryCollection",
+        ]
+    )
     type_ids = shapely.get_type_id(values)
     wrong = ~missing & ~np.isin(type_ids, [i for i, n in enumerate(type_names) if n in allowed])
     invalid = ~missing & ~wrong & ~shapely.is_valid(values)
@@ -52,7 +62,9 @@ def _repair(geom: shapely.Geometry, expected: str) -> tuple[shapely.Geometry | N
     if expected != "polygon":
         return None, f"invalid geometry ({reason})"
     fixed = shapely.make_valid(geom)
-    polys = [g for g in getattr(fixed, "geoms", [fixed]) if g.geom_type in ("Polygon", "MultiPolygon")]
+    polys = [
+        g for g in getattr(fixed, "geoms", [fixed]) if g.geom_type in ("Polygon", "MultiPolygon")
+    ]
     fixed = shapely.union_all(polys) if polys else None
     before = abs(geom.area)
     if fixed is None or before == 0 or abs(fixed.area - before) > SAFE_REPAIR_AREA_CHANGE * before:
@@ -93,7 +105,9 @@ def check_required(frame: pd.DataFrame, required: tuple[str, ...]) -> list[Probl
         missing = column.isna()
         if column.dtype == object or pd.api.types.is_string_dtype(column):
             missing = missing | (column.astype(str).str.strip() == "")
-        problems += [(int(i), f"required field {field!r} is empty") for i in np.flatnonzero(missing)]
+        problems += [
+            (int(i), f"required field {field!r} is empty") for i in np.flatnonzero(missing)
+        ]
     return problems
 
 
@@ -116,7 +130,9 @@ def overlap_problems(
     """Pairs of siblings (same ``group_col``) that overlap by more than ``min_area_m2``."""
     tree = shapely.STRtree(projected.values)
     left, right = tree.query(projected.values, predicate="intersects")
-    keep = (left < right) & (units[group_col].to_numpy()[left] == units[group_col].to_numpy()[right])
+    keep = (left < right) & (
+        units[group_col].to_numpy()[left] == units[group_col].to_numpy()[right]
+    )
     pairs = []
     for a, b in zip(left[keep], right[keep], strict=True):
         area = shapely.intersection(projected.values[a], projected.values[b]).area

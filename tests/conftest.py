@@ -41,8 +41,9 @@ def ensure_database(url: str, *, fresh: bool = False) -> None:
         with admin.connect() as conn:
             if fresh:
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)'))
-            exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"),
-                                  {"n": target.database}).first()
+            exists = conn.execute(
+                text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": target.database}
+            ).first()
             if not exists:
                 conn.execute(text(f'CREATE DATABASE "{target.database}"'))
     except Exception as exc:  # fail loudly: PostGIS tests never skip

@@ -39,8 +39,13 @@ def territory() -> gpd.GeoDataFrame:
         ("511781001002", "二网格", "511781001", shapely.box(108.05, 32.0, 108.1, 32.1)),
     ]
     return gpd.GeoDataFrame(
-        {"网格编码": [r[0] for r in rows], "网格名称": [r[1] for r in rows], "上级编码": [r[2] for r in rows]},
-        geometry=[r[3] for r in rows], crs=4490,
+        {
+            "网格编码": [r[0] for r in rows],
+            "网格名称": [r[1] for r in rows],
+            "上级编码": [r[2] for r in rows],
+        },
+        geometry=[r[3] for r in rows],
+        crs=4490,
     )
 
 
@@ -57,14 +62,21 @@ def loaded_territory(conn: Connection, tmp_path: Path) -> Connection:
 
 
 def test_units_geojson_with_chinese_fields_builds_the_tree(loaded_territory: Connection) -> None:
-    rows = loaded_territory.execute(text(
-        "SELECT code, level, unit_path FROM units ORDER BY code")).all()
+    rows = loaded_territory.execute(
+        text("SELECT code, level, unit_path FROM units ORDER BY code")
+    ).all()
     levels = {r.code: r.level for r in rows}
     assert levels["511781"] == "county" and levels["511781001001"] == "community"
-    assert dict((r.code, r.unit_path) for r in rows)["511781001002"] == ["511781", "511781001", "511781001002"]
+    assert dict((r.code, r.unit_path) for r in rows)["511781001002"] == [
+        "511781",
+        "511781001",
+        "511781001002",
+    ]
 
 
-def test_same_file_twice_changes_nothing_and_a_change_updates_by_code(conn: Connection, tmp_path: Path) -> None:
+def test_same_file_twice_changes_nothing_and_a_change_updates_by_code(
+    conn: Connection, tmp_path: Path
+) -> None:
     units = territory()
     path = write_geojson(units, tmp_path / "u.geojson")
     load_file(conn, "units", path)
@@ -73,7 +85,10 @@ def test_same_file_twice_changes_nothing_and_a_change_updates_by_code(conn: Conn
     units.loc[1, "网格名称"] = "太平镇（改）"
     changed = load_file(conn, "units", write_geojson(units, tmp_path / "u2.geojson"))
     assert (changed.counts.inserted, changed.counts.updated) == (0, 1)
-    assert conn.execute(text("SELECT name FROM units WHERE code='511781001'")).scalar() == "太平镇（改）"
+    assert (
+        conn.execute(text("SELECT name FROM units WHERE code='511781001'")).scalar()
+        == "太平镇（改）"
+    )
 
 
 def _unrepairable(geom: shapely.Geometry) -> bool:
@@ -81,54 +96,106 @@ def _unrepairable(geom: shapely.Geometry) -> bool:
     if geom.is_valid:
         return False
     fixed = shapely.make_valid(geom)
-    area = sum(g.area for g in getattr(fixed, "geoms", [fixed]) if g.geom_type in ("Polygon", "MultiPolygon"))
+    area = sum(
+        g.area
+        for g in getattr(fixed, "geoms", [fixed])
+        if g.geom_type in ("Polygon", "MultiPolygon")
+    )
     return abs(geom.area) == 0 or abs(area - abs(geom.area)) > 0.01 * abs(geom.area)
 
 
-def test_helsinki_buildings_and_roads_load_and_are_idempotent(conn: Connection, tmp_path: Path) -> None:
+def test_helsinki_buildings_and_roads_load_and_are_idempotent(
+    conn: Connection, tmp_path: Path
+) -> None:
     mapping = {"code": "osm_id|osm_way_id"}
     raw = gpd.read_file(HELSINKI, layer="buildings")
     bad = int(raw.geometry.map(_unrepairable).sum())
     assert 0 < bad < 20
-    first = load_file(conn, "buildings", HELSINKI, layer="buildings", mapping=mapping,
-                      skip_invalid=True, rejects_path=tmp_path / "rej.csv")
-    assert first.counts.inserted == len(raw) - bad and first.rejected == bad == 489 - first.counts.inserted
+    first = load_file(
+        conn,
+        "buildings",
+        HELSINKI,
+        layer="buildings",
+        mapping=mapping,
+        skip_invalid=True,
+        rejects_path=tmp_path / "rej.csv",
+    )
+    assert (
+        first.counts.inserted == len(raw) - bad
+        and first.rejected == bad == 489 - first.counts.inserted
+    )
     assert conn.execute(text("SELECT bool_and(ST_IsValid(geom)) FROM buildings")).scalar()
-    second = load_file(conn, "buildings", HELSINKI, layer="buildings", mapping=mapping, skip_invalid=True)
+    second = load_file(
+        conn, "buildings", HELSINKI, layer="buildings", mapping=mapping, skip_invalid=True
+    )
     assert second.counts.unchanged == len(raw) - bad and second.counts.inserted == 0
     roads = load_file(conn, "roads", HELSINKI, layer="roads", mapping={"code": "osm_id"})
     n_parts = int(gpd.read_file(HELSINKI, layer="roads").geometry.count_geometries().sum())
     assert roads.counts.inserted == n_parts
     runs = conn.execute(text("SELECT kind, loaded, sha256 FROM etl_runs ORDER BY id")).all()
-    assert [r.kind for r in runs] == ["buildings", "buildings", "roads"] and len(runs[0].sha256) == 64
+    assert [r.kind for r in runs] == ["buildings", "buildings", "roads"] and len(
+        runs[0].sha256
+    ) == 64
 
 
-def test_buildings_are_assigned_and_totals_refreshed(loaded_territory: Connection, tmp_path: Path) -> None:
+def test_buildings_are_assigned_and_totals_refreshed(
+    loaded_territory: Connection, tmp_path: Path
+) -> None:
     buildings = gpd.GeoDataFrame(
-        {"楼栋编码": ["B1", "B2", "B3"], "户数": [100, 50, 7], "人口数": [250, 120, 20],
-         "楼栋地址": ["一号楼", "二号楼", "三号楼"]},
-        geometry=[shapely.box(108.01, 32.01, 108.011, 32.011), shapely.box(108.06, 32.01, 108.061, 32.011),
-                  shapely.box(108.15, 32.05, 108.151, 32.051)], crs=4490)
+        {
+            "楼栋编码": ["B1", "B2", "B3"],
+            "户数": [100, 50, 7],
+            "人口数": [250, 120, 20],
+            "楼栋地址": ["一号楼", "二号楼", "三号楼"],
+        },
+        geometry=[
+            shapely.box(108.01, 32.01, 108.011, 32.011),
+            shapely.box(108.06, 32.01, 108.061, 32.011),
+            shapely.box(108.15, 32.05, 108.151, 32.051),
+        ],
+        crs=4490,
+    )
     load_file(loaded_territory, "buildings", write_geojson(buildings, tmp_path / "b.geojson"))
     hh = dict(loaded_territory.execute(text("SELECT code, households FROM units")).all())
     assert hh["511781001001"] == 100 and hh["511781001002"] == 50 and hh["511781002"] == 7
     assert hh["511781001"] == 150 and hh["511781"] == 157
 
 
-def test_point_on_a_shared_edge_goes_to_the_lowest_code(loaded_territory: Connection, tmp_path: Path) -> None:
+def test_point_on_a_shared_edge_goes_to_the_lowest_code(
+    loaded_territory: Connection, tmp_path: Path
+) -> None:
     csv = tmp_path / "events.csv"
-    pd.DataFrame({"事件编号": ["E1"], "事件类型": ["T1"], "上报时间": ["2026-11-20 09:00"],
-                  "经度": [108.05], "纬度": [32.05]}).to_csv(csv, index=False)
-    loaded_territory.execute(text("INSERT INTO event_categories (code, name, default_priority, emergency) "
-                                  "VALUES ('T1', '测试', 3, false)"))
+    pd.DataFrame(
+        {
+            "事件编号": ["E1"],
+            "事件类型": ["T1"],
+            "上报时间": ["2026-11-20 09:00"],
+            "经度": [108.05],
+            "纬度": [32.05],
+        }
+    ).to_csv(csv, index=False)
+    loaded_territory.execute(
+        text(
+            "INSERT INTO event_categories (code, name, default_priority, emergency) "
+            "VALUES ('T1', '测试', 3, false)"
+        )
+    )
     load_file(loaded_territory, "events", csv, crs="4490")
     path = loaded_territory.execute(text("SELECT unit_path FROM events WHERE code='E1'")).scalar()
     assert path[-1] == "511781001001"
 
 
-def test_gbk_csv_without_declared_encoding_is_detected(loaded_territory: Connection, tmp_path: Path) -> None:
-    staff = pd.DataFrame({"工号": ["S1", "S2"], "姓名": ["张伟", "李娜"], "岗位": ["网格长", "专职网格员"],
-                          "所属网格编码": ["511781001001", "511781001002"]})
+def test_gbk_csv_without_declared_encoding_is_detected(
+    loaded_territory: Connection, tmp_path: Path
+) -> None:
+    staff = pd.DataFrame(
+        {
+            "工号": ["S1", "S2"],
+            "姓名": ["张伟", "李娜"],
+            "岗位": ["网格长", "专职网格员"],
+            "所属网格编码": ["511781001001", "511781001002"],
+        }
+    )
     path = tmp_path / "staff_gbk.csv"
     path.write_bytes(staff.to_csv(index=False).encode("gbk"))
     load_file(loaded_territory, "staff", path)
@@ -137,17 +204,36 @@ def test_gbk_csv_without_declared_encoding_is_detected(loaded_territory: Connect
 
 
 def test_xlsx_events_with_lonlat_in_gcj02(loaded_territory: Connection, tmp_path: Path) -> None:
-    loaded_territory.execute(text("INSERT INTO event_categories (code, name, default_priority, emergency) "
-                                  "VALUES ('0201', '暴露垃圾', 4, false), ('0601', '火灾', 1, true)"))
+    loaded_territory.execute(
+        text(
+            "INSERT INTO event_categories (code, name, default_priority, emergency) "
+            "VALUES ('0201', '暴露垃圾', 4, false), ('0601', '火灾', 1, true)"
+        )
+    )
     gx, gy = wgs84_to_gcj02([108.02, 108.07], [32.02, 32.03])
     path = tmp_path / "events.xlsx"
-    pd.DataFrame({"事件编号": ["A1", "A2"], "事件类型": ["0201", "0601"], "上报时间": ["2026-11-20 09:00", "2026-11-20 10:00"],
-                  "来源": ["12345热线", "110"], "经度": gx, "纬度": gy}).to_excel(path, index=False)
+    pd.DataFrame(
+        {
+            "事件编号": ["A1", "A2"],
+            "事件类型": ["0201", "0601"],
+            "上报时间": ["2026-11-20 09:00", "2026-11-20 10:00"],
+            "来源": ["12345热线", "110"],
+            "经度": gx,
+            "纬度": gy,
+        }
+    ).to_excel(path, index=False)
     load_file(loaded_territory, "events", path, crs="GCJ02")
-    rows = loaded_territory.execute(text(
-        "SELECT code, ST_X(geom) x, ST_Y(geom) y, channel, handling_level, priority FROM events ORDER BY code")).all()
+    rows = loaded_territory.execute(
+        text(
+            "SELECT code, ST_X(geom) x, ST_Y(geom) y, channel, handling_level, priority FROM events ORDER BY code"
+        )
+    ).all()
     assert abs(rows[0].x - 108.02) < 1e-6 and abs(rows[0].y - 32.02) < 1e-6
-    assert rows[0].channel == "hotline_12345" and rows[1].handling_level == "county" and rows[1].priority == 1
+    assert (
+        rows[0].channel == "hotline_12345"
+        and rows[1].handling_level == "county"
+        and rows[1].priority == 1
+    )
 
 
 def test_shapefile_gbk_without_cpg_and_zipped_with_cpg(conn: Connection, tmp_path: Path) -> None:
@@ -156,28 +242,43 @@ def test_shapefile_gbk_without_cpg_and_zipped_with_cpg(conn: Connection, tmp_pat
     units.to_file(shp, encoding="gbk")
     shp.with_suffix(".cpg").unlink(missing_ok=True)
     load_file(conn, "units", shp, mapping={"code": "DM", "name": "MC", "parent_code": "SJBM"})
-    assert conn.execute(text("SELECT name FROM units WHERE code='511781002'")).scalar() == "古东关街道"
+    assert (
+        conn.execute(text("SELECT name FROM units WHERE code='511781002'")).scalar() == "古东关街道"
+    )
     zipped = tmp_path / "units.zip"
     units.to_file(tmp_path / "z.shp", encoding="utf-8")
     with zipfile.ZipFile(zipped, "w") as zf:
         for ext in (".shp", ".shx", ".dbf", ".prj", ".cpg"):
             zf.write(tmp_path / f"z{ext}", f"z{ext}")
-    again = load_file(conn, "units", zipped, mapping={"code": "DM", "name": "MC", "parent_code": "SJBM"})
+    again = load_file(
+        conn, "units", zipped, mapping={"code": "DM", "name": "MC", "parent_code": "SJBM"}
+    )
     assert again.counts.unchanged == 5
 
 
 def test_kml_responders(loaded_territory: Connection, tmp_path: Path) -> None:
-    gdf = gpd.GeoDataFrame({"Name": ["消防一队"], "code": ["R1"], "type": ["消防"]},
-                           geometry=[shapely.Point(108.03, 32.04)], crs=4326)
+    gdf = gpd.GeoDataFrame(
+        {"Name": ["消防一队"], "code": ["R1"], "type": ["消防"]},
+        geometry=[shapely.Point(108.03, 32.04)],
+        crs=4326,
+    )
     path = tmp_path / "r.kml"
     gdf.to_file(path, driver="KML")
     load_file(loaded_territory, "responders", path, mapping={"name": "Name"})
     assert loaded_territory.execute(text("SELECT type FROM responders")).scalar() == "fire"
 
 
-def test_skip_invalid_loads_good_rows_and_writes_rejects(loaded_territory: Connection, tmp_path: Path) -> None:
-    staff = pd.DataFrame({"工号": ["S1", "S2", "S3"], "姓名": ["甲", "乙", "丙"],
-                          "岗位": ["网格长", "厨师", "兼职网格员"], "所属网格编码": ["511781001001", "511781001001", "999"]})
+def test_skip_invalid_loads_good_rows_and_writes_rejects(
+    loaded_territory: Connection, tmp_path: Path
+) -> None:
+    staff = pd.DataFrame(
+        {
+            "工号": ["S1", "S2", "S3"],
+            "姓名": ["甲", "乙", "丙"],
+            "岗位": ["网格长", "厨师", "兼职网格员"],
+            "所属网格编码": ["511781001001", "511781001001", "999"],
+        }
+    )
     path = tmp_path / "staff.csv"
     staff.to_csv(path, index=False)
     rejects = tmp_path / "rejects.csv"
@@ -201,19 +302,31 @@ def refused(conn: Connection, error: type[Exception], *args, **kwargs) -> str:  
 
 def test_bow_tie_polygon_is_refused(loaded_territory: Connection, tmp_path: Path) -> None:
     bow = shapely.Polygon([(108.01, 32.01), (108.02, 32.02), (108.02, 32.01), (108.01, 32.02)])
-    gdf = gpd.GeoDataFrame({"楼栋编码": ["OK1", "BOW"], "户数": [10, 20]},
-                           geometry=[shapely.box(108.01, 32.01, 108.011, 32.011), bow], crs=4490)
-    msg = refused(loaded_territory, ValidationFailed, "buildings", write_geojson(gdf, tmp_path / "bow.geojson"))
+    gdf = gpd.GeoDataFrame(
+        {"楼栋编码": ["OK1", "BOW"], "户数": [10, 20]},
+        geometry=[shapely.box(108.01, 32.01, 108.011, 32.011), bow],
+        crs=4490,
+    )
+    msg = refused(
+        loaded_territory,
+        ValidationFailed,
+        "buildings",
+        write_geojson(gdf, tmp_path / "bow.geojson"),
+    )
     assert "feature 2 (code=BOW)" in msg and "Self-intersection" in msg and "bow.geojson" in msg
 
 
 def test_fixable_invalid_polygon_is_repaired(loaded_territory: Connection, tmp_path: Path) -> None:
     # a ring that touches itself at a point: make_valid keeps its area, so it is repaired
-    ring = shapely.Polygon([(108.01, 32.01), (108.03, 32.01), (108.03, 32.03), (108.02, 32.01), (108.01, 32.03)])
+    ring = shapely.Polygon(
+        [(108.01, 32.01), (108.03, 32.01), (108.03, 32.03), (108.02, 32.01), (108.01, 32.03)]
+    )
     assert not ring.is_valid
     gdf = gpd.GeoDataFrame({"楼栋编码": ["FIX"], "户数": [5]}, geometry=[ring], crs=4490)
     load_file(loaded_territory, "buildings", write_geojson(gdf, tmp_path / "fix.geojson"))
-    assert loaded_territory.execute(text("SELECT ST_IsValid(geom) FROM buildings WHERE code='FIX'")).scalar()
+    assert loaded_territory.execute(
+        text("SELECT ST_IsValid(geom) FROM buildings WHERE code='FIX'")
+    ).scalar()
 
 
 def test_wrongly_stated_encoding_is_refused(loaded_territory: Connection, tmp_path: Path) -> None:
@@ -224,20 +337,43 @@ def test_wrongly_stated_encoding_is_refused(loaded_territory: Connection, tmp_pa
 
 
 def test_swapped_coordinates_are_refused(loaded_territory: Connection, tmp_path: Path) -> None:
-    loaded_territory.execute(text("INSERT INTO event_categories (code, name, default_priority, emergency) VALUES ('T1','t',3,false)"))
+    loaded_territory.execute(
+        text(
+            "INSERT INTO event_categories (code, name, default_priority, emergency) VALUES ('T1','t',3,false)"
+        )
+    )
     path = tmp_path / "swapped.csv"
-    pd.DataFrame({"code": ["E1"], "category": ["T1"], "time": ["2026-11-20 09:00"],
-                  "lon": [32.02], "lat": [108.02]}).to_csv(path, index=False)
+    pd.DataFrame(
+        {
+            "code": ["E1"],
+            "category": ["T1"],
+            "time": ["2026-11-20 09:00"],
+            "lon": [32.02],
+            "lat": [108.02],
+        }
+    ).to_csv(path, index=False)
     msg = refused(loaded_territory, ValidationFailed, "events", path, crs="4326")
     assert "row 2 (code=E1)" in msg and "swapped" in msg
 
 
 def test_no_crs_is_refused(loaded_territory: Connection, tmp_path: Path) -> None:
     path = tmp_path / "nocrs.csv"
-    pd.DataFrame({"code": ["E1"], "category": ["T1"], "time": ["2026-11-20"], "lon": [108.02], "lat": [32.02]}).to_csv(path, index=False)
-    assert "states no coordinate system" in refused(loaded_territory, CRSMissingError, "events", path)
+    pd.DataFrame(
+        {
+            "code": ["E1"],
+            "category": ["T1"],
+            "time": ["2026-11-20"],
+            "lon": [108.02],
+            "lat": [32.02],
+        }
+    ).to_csv(path, index=False)
+    assert "states no coordinate system" in refused(
+        loaded_territory, CRSMissingError, "events", path
+    )
     shp = tmp_path / "noprj.shp"
-    territory().rename(columns={"网格编码": "code", "网格名称": "name", "上级编码": "parent"}).to_file(shp)
+    territory().rename(
+        columns={"网格编码": "code", "网格名称": "name", "上级编码": "parent"}
+    ).to_file(shp)
     shp.with_suffix(".prj").unlink()
     assert "noprj.shp" in refused(loaded_territory, CRSMissingError, "units", shp)
 
@@ -265,19 +401,36 @@ def test_shapefile_without_dbf_is_refused(conn: Connection, tmp_path: Path) -> N
     assert "nodbf.shp" in msg and ".dbf" in msg
 
 
-def test_child_outside_parent_and_overlapping_siblings_are_refused(conn: Connection, tmp_path: Path) -> None:
+def test_child_outside_parent_and_overlapping_siblings_are_refused(
+    conn: Connection, tmp_path: Path
+) -> None:
     units = territory()
-    units.loc[4, "geometry"] = shapely.box(108.04, 32.0, 108.12, 32.1)  # crosses into the other township
+    units.loc[4, "geometry"] = shapely.box(
+        108.04, 32.0, 108.12, 32.1
+    )  # crosses into the other township
     msg = refused(conn, ValidationFailed, "units", write_geojson(units, tmp_path / "bad.geojson"))
     assert "outside its parent 511781001" in msg and "m²" in msg
     assert "overlaps its sibling 511781001001" in msg
 
 
-def test_events_outside_territory_and_unknown_category(loaded_territory: Connection, tmp_path: Path) -> None:
-    loaded_territory.execute(text("INSERT INTO event_categories (code, name, default_priority, emergency) VALUES ('T1','t',3,false)"))
+def test_events_outside_territory_and_unknown_category(
+    loaded_territory: Connection, tmp_path: Path
+) -> None:
+    loaded_territory.execute(
+        text(
+            "INSERT INTO event_categories (code, name, default_priority, emergency) VALUES ('T1','t',3,false)"
+        )
+    )
     path = tmp_path / "ev.csv"
-    pd.DataFrame({"code": ["E1", "E2"], "category": ["T1", "ZZ"], "time": ["2026-11-20", "2026-11-20"],
-                  "lon": [109.5, 108.02], "lat": [32.02, 32.02]}).to_csv(path, index=False)
+    pd.DataFrame(
+        {
+            "code": ["E1", "E2"],
+            "category": ["T1", "ZZ"],
+            "time": ["2026-11-20", "2026-11-20"],
+            "lon": [109.5, 108.02],
+            "lat": [32.02, 32.02],
+        }
+    ).to_csv(path, index=False)
     msg = refused(loaded_territory, ValidationFailed, "events", path, crs="4490")
     assert "row 2 (code=E1): the point lies outside the territory" in msg
     assert "row 3 (code=E2): unknown category code 'ZZ'" in msg
@@ -296,8 +449,12 @@ def test_cli_exit_code_and_message(tmp_path: Path) -> None:
 
     path = tmp_path / "cut.geojson"
     path.write_text('{"type": "FeatureCollection", "features": [', encoding="utf-8")
-    proc = subprocess.run([sys.executable, "-m", "etl", "load", "units", str(path)],
-                          capture_output=True, text=True, env=_test_env())
+    proc = subprocess.run(
+        [sys.executable, "-m", "etl", "load", "units", str(path)],
+        capture_output=True,
+        text=True,
+        env=_test_env(),
+    )
     assert proc.returncode == 2 and "cut.geojson" in proc.stderr and "error:" in proc.stderr
 
 
