@@ -13,6 +13,7 @@ from geo.assign import (
     AssignInputError,
     CRSMismatchError,
     _assign,
+    _auto_cell,
     assign_points,
     assign_polygons_by_representative_point,
 )
@@ -190,6 +191,7 @@ def big_voronoi():
 
 def test_auto_raster_matches_sjoin_and_direct(big_voronoi):
     polygons, points = big_voronoi
+    assert _auto_cell(points, polygons) is not None  # this size takes the raster path
     got = assign_points(points, polygons)
     direct = _assign(points, polygons, tie_break="lowest_index", cell=None)
     np.testing.assert_array_equal(got, direct)
