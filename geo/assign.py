@@ -16,6 +16,7 @@ one by one. The answer is the same as the direct query's by construction (and te
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
@@ -302,6 +303,19 @@ class _Raster:
     def covers(self, x: FloatArray, y: FloatArray) -> NDArray[np.bool_]:
         return (x >= self.x0) & (x <= self.x1) & (y >= self.y0) & (y <= self.y1)
 
+    def flat_cells(self, x: FloatArray, y: FloatArray) -> IntArray:
+        """Flat (row-major) index of the cell holding each covered point (in place, for speed)."""
+        fx = x - self.x0
+        fx /= self.width
+        np.clip(fx, 0, self.nx - 1, out=fx)  # clipped to >= 0, so truncation below is floor
+        fy = y - self.y0
+        fy /= self.height
+        np.clip(fy, 0, self.ny - 1, out=fy)
+        index = fy.astype(np.intp)
+        index *= self.nx
+        index += fx.astype(np.intp)
+        return index
+
 
 def _auto_cell(pts: ObjArray, polys: ObjArray) -> float | None:
     """Cell size minimising a cost model of the raster shortcut; None when direct is cheaper.
@@ -332,8 +346,10 @@ def _assign_by_raster(
 ) -> IntArray:
     regions = _clear_regions(polys, raster)
     inside = raster.covers(pts.x, pts.y)  # False for NaN; outside the bounds no polygon is hit
-    region = np.zeros(len(pts), dtype=np.intp)
-    region[inside] = regions[raster.rows(pts.y[inside]), raster.columns(pts.x[inside])]
+    cells = raster.flat_cells(
+        np.where(inside, pts.x, raster.x0), np.where(inside, pts.y, raster.y0)
+    )
+    region = np.where(inside, regions.ravel()[cells], 0)
     out = np.full(len(pts), _NONE, dtype=np.intp)
     clear = np.flatnonzero(region > 0)
     out[clear] = _region_answers(tree, pts, region, clear, tie_break)[region[clear]]
@@ -371,8 +387,8 @@ def _clear_regions(polys: ObjArray, raster: _Raster) -> NDArray[np.int32]:
     return labels
 
 
-def _edges(polys: ObjArray) -> tuple[FloatArray, FloatArray]:
-    """Start and end coordinates of every ring segment, each shared segment once."""
+def _edges(polys: ObjArray) -> FloatArray:
+    """Rows (x0, y0, x1, y1), one per ring segment of any polygon, each shared segment once."""
     rings = shapely.get_rings(shapely.get_parts(polys))
     coords, ring = shapely.get_coordinates(rings, return_index=True)
     same_ring = ring[1:] == ring[:-1]
@@ -384,35 +400,46 @@ def _edges(polys: ObjArray) -> tuple[FloatArray, FloatArray]:
     segments = segments[np.lexsort(segments.T[::-1])]
     repeated = np.zeros(len(segments), dtype=bool)
     repeated[1:] = np.all(segments[1:] == segments[:-1], axis=1)
-    unique = segments[~repeated]
-    return unique[:, :2], unique[:, 2:]
+    return segments[~repeated]
 
 
-def _cells_near_edges(edges: tuple[FloatArray, FloatArray], raster: _Raster) -> NDArray[np.bool_]:
+def _cells_near_edges(edges: FloatArray, raster: _Raster) -> NDArray[np.bool_]:
     """Conservative rasterisation: every cell an edge passes within ``margin`` of is marked.
 
     Each edge is cut into pieces short enough that a piece's box, grown by the margin, spans at
     most two cells each way; marking the cells at the corners of that box then covers it.
     """
-    start, end = edges
-    delta = end - start
-    reach = np.array([raster.width, raster.height]) - 4 * raster.margin
-    pieces = np.ceil((np.abs(delta) / reach).max(axis=1, initial=1.0)).astype(np.intp)
-    # Cut points: for edge e, fractions 0, 1/n, ..., 1 of the way along it.
-    edge = np.repeat(np.arange(len(pieces)), pieces + 1)
-    step = np.arange(len(edge)) - np.repeat(np.cumsum(pieces + 1) - (pieces + 1), pieces + 1)
-    cut = start[edge] + delta[edge] * (step / pieces[edge])[:, None]
-    col_lo, col_hi = (
-        raster.columns(cut[:, 0] - raster.margin),
-        raster.columns(cut[:, 0] + raster.margin),
-    )
-    row_lo, row_hi = raster.rows(cut[:, 1] - raster.margin), raster.rows(cut[:, 1] + raster.margin)
-    piece = np.flatnonzero(step < pieces[edge])  # a piece runs from cut i to cut i + 1
-    nxt = piece + 1
-    cols = (np.minimum(col_lo[piece], col_lo[nxt]), np.maximum(col_hi[piece], col_hi[nxt]))
-    rows = (np.minimum(row_lo[piece], row_lo[nxt]), np.maximum(row_hi[piece], row_hi[nxt]))
+    x0, y0, x1, y1 = (np.ascontiguousarray(column) for column in edges.T)
+    dx, dy = x1 - x0, y1 - y0
+    reach_x, reach_y = raster.width - 4 * raster.margin, raster.height - 4 * raster.margin
+    pieces = np.ceil(np.maximum(np.abs(dx) / reach_x, np.abs(dy) / reach_y))
+    pieces = np.maximum(pieces, 1).astype(np.intp)
+    # Cut points of edge e at fractions 0, 1/n, ..., 1 of its length; piece k runs cut k -> k+1.
+    cuts = pieces + 1
+    ends = np.cumsum(cuts) - 1
+    step = np.arange(ends[-1] + 1 if len(ends) else 0) - np.repeat(ends - pieces, cuts)
+    fraction = step / np.repeat(pieces, cuts)
+    cut_x = np.repeat(x0, cuts) + np.repeat(dx, cuts) * fraction
+    cut_y = np.repeat(y0, cuts) + np.repeat(dy, cuts) * fraction
+    is_piece = np.ones(len(step), dtype=bool)
+    is_piece[ends] = False  # the last cut of an edge starts no piece
+    cols = _piece_span(raster.columns, cut_x, raster.margin, is_piece[:-1])
+    rows = _piece_span(raster.rows, cut_y, raster.margin, is_piece[:-1])
     mask = np.zeros(raster.ny * raster.nx, dtype=bool)
     for r in rows:
         for c in cols:
             mask[r * raster.nx + c] = True
     return mask.reshape(raster.ny, raster.nx)
+
+
+def _piece_span(
+    to_cell: Callable[[FloatArray], IntArray],
+    cut: FloatArray,
+    margin: float,
+    is_piece: NDArray[np.bool_],
+) -> tuple[IntArray, IntArray]:
+    """First and last cell along one axis of each piece's box grown by the margin."""
+    low, high = to_cell(cut - margin), to_cell(cut + margin)
+    first = np.minimum(low[:-1], low[1:])[is_piece]
+    last = np.maximum(high[:-1], high[1:])[is_piece]
+    return first, last
