@@ -5,12 +5,13 @@ them (it is ``within`` none). It goes to the polygon with the LOWEST index
 (``tie_break="lowest_index"``), so callers sort polygons by unit code and the lowest code wins.
 Points in overlapping polygons follow the same rule. A point in no polygon gets -1.
 
-Why it is fast: for few points every point is one exact bulk
-``STRtree.query(predicate="intersects")``, as geopandas.sjoin does. For many points a raster is
-laid over the polygons; cells that no polygon edge comes near are grouped into connected regions
-(``scipy.ndimage.label``). Every point of such a region intersects the same polygons, so one
-exact query per region decides all its points; only points in cells an edge crosses are queried
-one by one. The answer is the same as the direct query's by construction (and tested so).
+Why it is fast: the exact test is a bounding-box ``STRtree.query`` followed by
+``shapely.intersects_xy`` on the candidates (faster than ``query(predicate="intersects")``,
+which geopandas.sjoin uses), split over threads for large inputs. With many points a raster is
+also laid over the polygons: cells that no polygon edge comes near are grouped into connected
+regions (``scipy.ndimage.label``); every point of a region intersects the same polygons, so one
+exact test per region decides all its points, and only points in cells along edges are tested
+one by one. The answer is the same as the direct test's by construction (and tested so).
 """
 
 from __future__ import annotations
@@ -228,7 +229,7 @@ def _intersecting_pairs(tree: shapely.STRtree, pts: _Points) -> tuple[IntArray, 
     Shapely releases the GIL in both steps and builds the tree when it is created, so threads
     working on disjoint slices of points run in parallel safely.
     """
-    workers = min(len(os.sched_getaffinity(0)), _MAX_THREADS, len(pts) // _POINTS_PER_THREAD)
+    workers = min(_usable_cpus(), _MAX_THREADS, len(pts) // _POINTS_PER_THREAD)
     if workers <= 1:
         return _pairs_in_slice(tree, pts, slice(None))
     cuts = np.linspace(0, len(pts), workers + 1).astype(np.intp)
@@ -237,6 +238,12 @@ def _intersecting_pairs(tree: shapely.STRtree, pts: _Points) -> tuple[IntArray, 
         parts = list(pool.map(lambda part: _pairs_in_slice(tree, pts, part), slices))
     rows = np.concatenate([part[0] + cut for part, cut in zip(parts, cuts[:-1], strict=True)])
     return rows, np.concatenate([part[1] for part in parts])
+
+
+def _usable_cpus() -> int:
+    if hasattr(os, "sched_getaffinity"):  # honours CPU pinning (containers, taskset)
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _pairs_in_slice(tree: shapely.STRtree, pts: _Points, part: slice) -> tuple[IntArray, IntArray]:

@@ -116,6 +116,7 @@ def test_grid_matches_naive_oracle_for_every_path(case):
     polygons, points = case
     expected = naive(points, polygons)
     assert assign_points(points, polygons).tolist() == expected
+    assert by_sjoin(points, polygons).tolist() == expected
     for cell in CELL_SIZES:
         got = _assign(np.array(points), np.array(polygons), tie_break="lowest_index", cell=cell)
         assert got.tolist() == expected, cell
