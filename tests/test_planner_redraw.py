@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from geo.planner import PlannerCRSError, PlannerInputError, adjacency, redraw
+from geo.planner.search import choose_k
 from tests.test_planner_fixtures import (
     CELL,
     ORIGIN,
@@ -302,3 +303,59 @@ def test_bad_input_is_refused_with_the_reason() -> None:
         redraw(blocks, locked=["x"])
     with pytest.raises(PlannerInputError, match="not in current"):
         redraw(blocks, current=pd.Series("a", index=blocks.index), locked=["b"])
+
+
+# --- pieces of the search against oracles -------------------------------------------------------
+
+
+def k_violation(total: float, k: int, low: float, high: float) -> float:
+    """Least total violation of k districts sharing ``total`` households (continuous split)."""
+    return max(0.0, total - k * high) + max(0.0, k * low - total)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    total=st.integers(0, 5000),
+    low=st.integers(0, 400),
+    width=st.integers(0, 400),
+)
+def test_choose_k_matches_brute_force(total: int, low: int, width: int) -> None:
+    high = max(low + width, 1)
+    ks = range(1, int(2 * total / max(low + high, 1)) + 3)
+    feasible = [k for k in ks if k_violation(total, k, low, high) == 0]
+    if total <= high:
+        expected = 1
+    elif feasible:  # nearest to total / midpoint; halves round up
+        ideal = total / ((low + high) / 2)
+        expected = min(feasible, key=lambda k: (abs(k - ideal), -k))
+    else:
+        expected = min(ks, key=lambda k: (k_violation(total, k, low, high), k))
+    assert choose_k(total, low, high) == expected
+
+
+def test_current_grid_across_communities_is_cut_at_the_boundary() -> None:
+    blocks = with_parents(random_lattice(8, 8, seed=5), [4])
+    base = redraw(blocks, band=(300, 500), parent_col="community")
+    current = base.assignment.copy()
+    # a sloppy old map: one grid straddles the community line
+    straddle = blocks.index[(blocks["col"].isin([3, 4])) & (blocks["row"] < 3)]
+    current[straddle] = "old-7"
+    plan = redraw(blocks, band=(300, 500), current=current, parent_col="community")
+    per = blocks["community"].groupby(plan.assignment).nunique()
+    assert (per == 1).all()
+    assert_contiguous(plan, naive_rook_graph(blocks))
+    assert_band_or_flagged(plan)
+    # the label stays with the side that held more of its households
+    kept = plan.assignment[plan.assignment == "old-7"].index
+    sides = blocks.loc[straddle].groupby("community")["households"].sum()
+    assert set(blocks.loc[kept, "community"]) <= {sides.idxmax()}
+
+
+def test_scattered_current_grid_keeps_only_its_main_part() -> None:
+    blocks = random_lattice(8, 8, seed=2)
+    base = redraw(blocks, band=(300, 500), full=True)
+    current = base.assignment.copy()
+    current["B0"], current["B63"] = "far", "far"  # opposite corners: one label, two parts
+    plan = redraw(blocks, band=(300, 500), current=current)
+    assert_contiguous(plan, naive_rook_graph(blocks))
+    assert_band_or_flagged(plan)

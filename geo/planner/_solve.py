@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 
@@ -99,30 +100,32 @@ def _isolate_oversized(p: Problem, sol: Solution, *, keep_label: bool) -> set[in
     return frozen
 
 
-def _count_note(p: Problem, total: float, k: int, part: bool, n: int) -> str | None:
+def _count_note(p: Problem, total: float, k: int, subject: str) -> str | None:
+    """Why ``subject`` (e.g. "community C1 has") cannot be cut into in-band districts."""
     lo, hi = p.low, p.high
-    atoms, grid = p.nouns
+    grid = p.nouns[1]
     if total < lo:
-        if part:
-            return (
-                f"{n} {atoms} with {fmt(total)} households are cut off from the rest of "
-                f"{p.where} by locked or oversized {grid}s, below the {fmt(lo)} floor: kept as "
-                f"one {grid}"
-            )
+        return f"{subject} {fmt(total)} households, below the {fmt(lo)} floor: kept as one {grid}"
+    fewest = math.ceil(total / hi - EPS) if hi > 0 else 1
+    most = math.floor(total / lo + EPS) if lo > 0 else fewest
+    if total > hi and fewest > most:
         return (
-            f"{p.where} has {fmt(total)} households, below the {fmt(lo)} floor: kept as one {grid}"
-        )
-    if total > hi and np.ceil(total / hi - EPS) > np.floor(total / lo + EPS):
-        fewest, most = int(np.ceil(total / hi - EPS)), int(np.floor(total / lo + EPS))
-        return (
-            f"{p.where} has {fmt(total)} households: no number of {grid}s fits "
-            f"{fmt(lo)}–{fmt(hi)} ({most} would be over the ceiling, {fewest} below the floor): "
-            f"made {k}"
+            f"{subject} {fmt(total)} households: no number of {grid}s fits {fmt(lo)}–{fmt(hi)} "
+            f"({most} would be over the ceiling, {fewest} below the floor): made {k}"
         )
     return None
 
 
-def _partition(p: Problem, sol: Solution, nodes: list[int], *, part: bool) -> list[int]:
+def _subject(p: Problem, n: int, *, cut_off: bool, unassigned: bool = False) -> str:
+    atoms, grid = p.nouns
+    if unassigned:
+        return f"{n} unassigned {atoms} in {p.where} hold"
+    if cut_off:
+        return f"{n} {atoms} cut off from the rest of {p.where} by locked or oversized {grid}s hold"
+    return f"{p.where} has"
+
+
+def _partition(p: Problem, sol: Solution, nodes: list[int], *, subject: str) -> list[int]:
     """Bisect a connected group of unassigned atoms into new districts."""
     total = sum(p.atoms.households[i] for i in nodes)
     k = choose_k(total, p.low, p.high)
@@ -132,7 +135,7 @@ def _partition(p: Problem, sol: Solution, nodes: list[int], *, part: bool) -> li
         made.append(d)
         for i in group:
             sol.assign[i] = d
-    note = _count_note(p, total, k, part, len(nodes))
+    note = _count_note(p, total, k, subject)
     if note is not None:
         for d in made:
             sol.notes[d] = note
@@ -147,7 +150,8 @@ def solve_full(p: Problem) -> Solution:
     rest = [i for i, d in enumerate(sol.assign) if d < 0]
     groups = group_components(p.atoms, rest)
     for nodes in groups:
-        _partition(p, sol, nodes, part=len(nodes) < p.atoms.n)
+        cut_off = len(nodes) < p.atoms.n
+        _partition(p, sol, nodes, subject=_subject(p, len(nodes), cut_off=cut_off))
     state = State(p.atoms, sol.assign, n_districts=len(sol.labels), frozen=frozen)
     free = set(range(state.k)) - frozen
     repair_fragments(state, free)
@@ -203,7 +207,8 @@ def _place_unassigned(p: Problem, sol: Solution, frozen: set[int]) -> list[int]:
             key=lambda d: (hh.get(d, 0.0), d),
         )
         if total >= p.low or not around:
-            fresh += _partition(p, sol, nodes, part=True)
+            subject = _subject(p, len(nodes), cut_off=False, unassigned=True)
+            fresh += _partition(p, sol, nodes, subject=subject)
             continue
         for i in nodes:
             sol.assign[i] = around[0]
@@ -267,7 +272,8 @@ def _note_infeasible(p: Problem, sol: Solution, state: State) -> None:
     for nodes in group_components(p.atoms, free):
         total = sum(p.atoms.households[i] for i in nodes)
         districts = {state.assign[i] for i in nodes}
-        note = _count_note(p, total, len(districts), len(nodes) < p.atoms.n, len(nodes))
+        subject = _subject(p, len(nodes), cut_off=len(nodes) < p.atoms.n)
+        note = _count_note(p, total, len(districts), subject)
         for d in districts:
             if note is not None and d not in sol.notes:
                 sol.notes[d] = note

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Hashable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import geopandas as gpd
@@ -161,7 +161,7 @@ def plan_districts(
         residents_col=residents_col,
         work=work,
     )
-    table = _with_members(table, blocks, buildings, id_col)
+    table = _one_parent_per_label(_with_members(table, blocks, buildings, id_col), locked_set)
     table, edges, split_ids = split_oversized(table, edges, data, high=high, locked=locked_set)
     rng = np.random.default_rng(seed)
     steps = max_steps if max_steps is not None else 20 * len(table) + 1000
@@ -281,6 +281,24 @@ def _with_members(
     return Table(**{**table.__dict__, "members": members})
 
 
+def _one_parent_per_label(table: Table, locked: set[Hashable]) -> Table:
+    """A current label found in several parents stays only in the parent holding most of its
+    households (ties: the first parent in sort order); elsewhere its blocks are unassigned."""
+    parent_key = pd.factorize(pd.Series(table.parent, dtype=object), use_na_sentinel=False)[0]
+    label = pd.Series(table.current, dtype=object)
+    frame = pd.DataFrame({"label": label, "parent": parent_key, "h": table.households})
+    frame = frame[label.notna().to_numpy() & ~label.isin(locked).to_numpy()]
+    sums = frame.groupby(["label", "parent"], sort=True)["h"].sum().reset_index()
+    home = sums.sort_values("h", ascending=False, kind="stable").drop_duplicates("label")
+    owner = dict(zip(home["label"], home["parent"], strict=True))
+    stray = frame.index[frame["parent"].to_numpy() != frame["label"].map(owner).to_numpy()]
+    if len(stray) == 0:
+        return table
+    current = table.current.copy()
+    current[stray.to_numpy()] = None
+    return replace(table, current=current)
+
+
 def _atoms(table: Table, pos: np.ndarray, edges: Edges) -> Atoms:
     geoms = table.geoms[pos]
     points = shapely.point_on_surface(geoms)
@@ -349,7 +367,7 @@ def _assemble(
     frame.index = pd.Index([final[d] for d in used], name="district")
     frame = _status(frame, rules, used, labels, locked)
     assignment = pd.Series([final[d] for d in district], index=pd.Index(table.ids), name="district")
-    violations = _violations(frame, used, notes, final, rules)
+    violations = _violations(frame, used, notes, final, rules, _lumps(table, district))
     metrics = _metrics(frame, table, assignment, has_current, split_ids, violations)
     if rules.parent_col is None:
         frame = frame.drop(columns="parent")
@@ -445,7 +463,7 @@ def _final_labels(
     points = shapely.point_on_surface(frame["geometry"].to_numpy()[fresh])
     tol = float(np.median(np.sqrt(frame["area_m2"].to_numpy()))) / 2
     order = reading_order(shapely.get_x(points), shapely.get_y(points), row_tolerance=tol)
-    parents = pd.Series(frame["parent"].to_numpy()[fresh], dtype=object).astype(str).to_numpy()
+    parents = _sort_codes(frame["parent"].to_numpy()[fresh])
     order = order[np.argsort(parents[order], kind="stable")]
     taken = {str(v) for v in final.values()}
     n = 0
@@ -455,6 +473,13 @@ def _final_labels(
             n += 1
         final[int(used[fresh[i]])] = f"new-{n}"
     return final
+
+
+def _sort_codes(values: np.ndarray) -> np.ndarray:
+    """Integer codes that sort like the values (parents may be None, str or int)."""
+    keys = [(v is None, str(type(v)), v if v is not None else 0) for v in values.tolist()]
+    order = sorted(set(keys))
+    return np.array([order.index(k) for k in keys], dtype=int)
 
 
 def _status(
@@ -480,13 +505,13 @@ def _violations(
     notes: dict[int, str],
     final: dict[int, Hashable],
     rules: _Rules,
+    lumps: dict[int, list[float]],
 ) -> list[Violation]:
     out = []
     for d, row in zip(used.tolist(), frame.itertuples(), strict=True):
         if row.status != "in":
-            out.append(
-                Violation(final[d], row.status, row.households, notes.get(d) or _why(row, rules))
-            )
+            why = notes.get(d) or _why(row, rules, lumps[d])
+            out.append(Violation(final[d], row.status, row.households, why))
         if row.locked and shapely.get_num_geometries(row.geometry) > 1:
             out.append(
                 Violation(
@@ -499,18 +524,34 @@ def _violations(
     return out
 
 
-def _why(row: Any, rules: _Rules) -> str:
+def _lumps(table: Table, district: np.ndarray) -> dict[int, list[float]]:
+    """Households of each district's occupied atoms, largest first."""
+    out: dict[int, list[float]] = {}
+    for d, h in zip(district.tolist(), table.households.tolist(), strict=True):
+        if h > 0:
+            out.setdefault(d, []).append(h)
+    return {d: sorted(v, reverse=True) for d, v in out.items()} | {
+        d: [] for d in set(district.tolist()) - set(out)
+    }
+
+
+def _why(row: Any, rules: _Rules, lumps: list[float]) -> str:
+    """Generic reason: the district's occupied atoms and what the search tried."""
     side = (
         f"above the {fmt(rules.high)} ceiling"
         if row.status == "over"
         else f"below the {fmt(rules.low)} floor"
     )
     atoms, grid = rules.nouns
+    shown = ", ".join(fmt(h) for h in lumps[:4]) + (", …" if len(lumps) > 4 else "")
+    noun = atoms if len(lumps) != 1 else atoms.removesuffix("s")
+    held = f" in {len(lumps)} occupied {noun} ({shown})" if lumps else ""
     scope = "" if rules.full else f" within {rules.max_rings} rings of neighbouring {grid}s"
     return (
-        f"{fmt(row.households)} households, {side}: no move of {atoms} to or from neighbouring "
-        f"{grid}s{scope} (single flips, chains of flips, recombining with a neighbour) brings "
-        f"it into band without breaking contiguity or pushing another {grid} further out"
+        f"{fmt(row.households)} households{held}, {side}: no move of {atoms} to or from "
+        f"neighbouring {grid}s{scope} (single flips, chains of flips, recombining with a "
+        f"neighbour) brings it into band without breaking contiguity or pushing another {grid} "
+        "further out"
     )
 
 
@@ -525,7 +566,8 @@ def _metrics(
     moved = None
     if has_current:
         cur = pd.Series(table.current, dtype=object)
-        changed = (cur.notna() & (cur.astype(str) != assignment.astype(str).to_numpy())).to_numpy()
+        same = [c == a for c, a in zip(table.current, assignment.to_numpy(), strict=True)]
+        changed = cur.notna().to_numpy() & ~np.array(same, dtype=bool)
         moved = {
             "households_reassigned": float(table.households[changed].sum()),
             "buildings_reassigned": float(table.buildings[changed].sum()),

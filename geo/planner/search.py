@@ -34,7 +34,8 @@ def choose_k(total: float, low: float, high: float) -> int:
     feasible range; when no count is feasible, the count with the least total violation."""
     if total <= high:
         return 1
-    fewest, most = math.ceil(total / high - EPS), math.floor(total / low + EPS)
+    fewest = math.ceil(total / high - EPS)
+    most = math.floor(total / low + EPS) if low > 0 else fewest + int(total)
     ideal = math.floor(total / ((low + high) / 2) + 0.5)
     if fewest <= most:
         return min(max(ideal, fewest), most)
