@@ -224,6 +224,21 @@ def events_after(
     return [tuple(r) for r in _all(bind, sql, params)]
 
 
+def latest_changes(
+    bind: Bind, scope: Scope, *, within: str, limit: int = 15
+) -> list[dict[str, Any]]:
+    """The most recently inserted or changed events, newest first, for the live feed."""
+    sql = f"""
+        SELECT e.id, e.code, e.status, e.category_code, c.name AS category, c.name_en AS category_en,
+               e.reported_at, e.due_at, u.name AS unit_name, e.rev
+        FROM events e JOIN event_categories c ON c.code = e.category_code
+        LEFT JOIN units u ON u.id = e.unit_id
+        WHERE e.unit_path @> ARRAY[:within]::varchar[] AND {scope.sql("e")}
+        ORDER BY e.rev DESC LIMIT :limit"""
+    params = _scoped(scope, {"within": within, "limit": limit})
+    return [dict(r._mapping) for r in _all(bind, sql, params)]
+
+
 def heat_cells(
     bind: Bind,
     scope: Scope,

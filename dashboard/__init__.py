@@ -1,0 +1,1 @@
+"""The command-centre web app (Dash). Build it with :func:`dashboard.app.create_app`."""

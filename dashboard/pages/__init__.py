@@ -1,0 +1,1 @@
+"""Dash pages, one module each (``dash.register_page``); ids are prefixed with the page's name."""
