@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
+import doctest
+import importlib
 from collections.abc import Hashable
 
 import geopandas as gpd
 import networkx as nx
 import numpy as np
 import pandas as pd
+import pytest
 import shapely
 
 from geo.planner import Plan, adjacency
 
+PLANNER_MODULES = [
+    f"geo.planner.{name}"
+    for name in (
+        "analyse",
+        "blocks",
+        "codes",
+        "graph",
+        "metrics",
+        "microgrids",
+        "moves",
+        "redraw",
+        "split",
+    )
+]
 CELL = 100.0  # metres
 ORIGIN = (500_000.0, 3_500_000.0)  # inside EPSG:4545's zone
 
@@ -74,6 +91,12 @@ def assert_band_or_flagged(plan: Plan) -> None:
     flagged = {v.district for v in plan.violations if v.kind in ("under", "over")}
     assert out == flagged
     assert all(v.reason for v in plan.violations)
+
+
+@pytest.mark.parametrize("module", PLANNER_MODULES)
+def test_docstring_examples_run(module: str) -> None:
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
 
 
 def test_lattice_ids_and_geometry() -> None:

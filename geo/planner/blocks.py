@@ -77,6 +77,14 @@ def buildings_to_blocks(
 
     A point on an edge shared by two blocks intersects both (and is ``within`` neither); it
     goes to the block that comes first in ``blocks``.
+
+    >>> import geopandas as gpd, shapely
+    >>> blocks = gpd.GeoDataFrame(geometry=[shapely.box(0, 0, 10, 10), shapely.box(10, 0, 20, 10)],
+    ...                           index=["B1", "B2"], crs=3857)
+    >>> houses = gpd.GeoDataFrame(geometry=[shapely.box(12, 2, 14, 4), shapely.box(30, 0, 31, 1)],
+    ...                           crs=3857)
+    >>> buildings_to_blocks(houses, blocks).tolist()
+    ['B2', nan]
     """
     require_same_crs(buildings, blocks, ("buildings", "blocks"))
     owner = _owner(np.asarray(buildings.geometry.values), np.asarray(blocks.geometry.values))

@@ -106,7 +106,17 @@ def assign_nested_codes(
     row_tolerance: float | None = None,
     crs: Any = None,
 ) -> pd.Series:
-    """``assign_codes`` for every parent at once (e.g. micro-grids under their grids)."""
+    """``assign_codes`` for every parent at once (e.g. micro-grids under their grids).
+
+    >>> import geopandas as gpd, shapely
+    >>> cells = gpd.GeoDataFrame({"grid": ["g1", "g1", "g2"]}, index=["m1", "m2", "m3"],
+    ...                          geometry=[shapely.box(x, 0, x + 1, 1) for x in range(3)],
+    ...                          crs=3857)
+    >>> assign_nested_codes(cells, parent_col="grid",
+    ...                     parent_codes={"g1": "110101001001001", "g2": "110101001001002"}
+    ...                     ).tolist()
+    ['110101001001001001', '110101001001001002', '110101001001002001']
+    """
     if parent_col not in children.columns:
         raise PlannerInputError(f"children have no column {parent_col!r}")
     parts = []

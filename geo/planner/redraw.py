@@ -90,11 +90,16 @@ def redraw(
     - A block over the ceiling is cut into the fewest groups of its buildings (``buildings``
       with ``id_col``; membership from the blocks' ``building_ids`` column or by
       representative point). An atom still over the ceiling becomes its own district, flagged.
-    - A full redraw bisects each connected group into k = households / band midpoint parts,
-      repairs the band with boundary flips and then raises Polsby-Popper by flips that keep
-      every district connected and in band. Deterministic for a given ``seed``.
+    - A full redraw bisects each connected group into k = households / band midpoint parts
+      (the nearest feasible k), repairs the band (single flips, chains of flips, then
+      recombination of a violator with a neighbour along a random spanning tree) and raises
+      Polsby-Popper by flips that keep every district connected and in band.
+    - Districts that stay out of band are listed in ``violations`` with the reason. New
+      districts are labelled ``new-1``, ``new-2``… by parent, then in reading order.
+      Deterministic for a given ``seed`` (Generator, int or None).
 
-    ``graph`` is an optional ``adjacency(blocks)``; ``crs`` the projected CRS for measures.
+    ``graph`` is an optional ``adjacency(blocks)``; ``crs`` the projected CRS for measures;
+    ``max_steps`` caps the moves of each band repair (default 20 per atom + 1000).
 
     >>> import geopandas as gpd, shapely
     >>> cells = [shapely.box(x, y, x + 1, y + 1) for y in range(4) for x in range(4)]

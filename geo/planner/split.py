@@ -115,31 +115,21 @@ def split_block(
 def _clean_cells(cells: np.ndarray, keys: np.ndarray) -> np.ndarray:
     """Keep the part of each clipped cell that holds its site; every stray part (a concave
     block can cut a cell in two) joins the cell it shares the longest boundary with."""
-    sites = shapely.points(keys)
-    main = np.array(
-        [
-            next((p for p in shapely.get_parts(c) if p.intersects(s)), c)
-            if shapely.get_num_geometries(c) > 1
-            else c
-            for c, s in zip(cells, sites, strict=True)
-        ]
-    )
-    strays = [
-        p
-        for c, m in zip(cells, main, strict=True)
-        if m is not c
-        for p in shapely.get_parts(c)
-        if not p.equals(m)
-    ]
-    out = list(main)
+    out = list(cells)
+    strays = []
+    for i, (cell, site) in enumerate(zip(cells, shapely.points(keys), strict=True)):
+        parts = shapely.get_parts(cell)
+        if len(parts) > 1:
+            home = next((j for j, part in enumerate(parts) if part.intersects(site)), 0)
+            out[i] = parts[home]
+            strays += [part for j, part in enumerate(parts) if j != home]
     for stray in strays:
-        shared = shapely.length(
-            shapely.intersection(shapely.boundary(np.asarray(out)), stray.boundary)
-        )
+        rings = shapely.boundary(np.asarray(out, dtype=object))
+        shared = shapely.length(shapely.intersection(rings, stray.boundary))
         if shared.max() > 0:
             i = int(shared.argmax())
             out[i] = shapely.union(out[i], stray)
-    return np.asarray(out)
+    return np.asarray(out, dtype=object)
 
 
 def _connected_groups(
