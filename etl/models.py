@@ -18,6 +18,7 @@ from sqlalchemy import (
     Boolean,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -145,6 +146,11 @@ class Event(Base):
     # change cursor: a trigger stamps every insert/update from a sequence (see migration)
     rev: Mapped[int] = mapped_column(BigInteger, server_default=text("nextval('event_rev_seq')"))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # workflow state (migration 0003): see geo.workflow.EventState
+    paused_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resume_status: Mapped[str | None] = mapped_column(String(24))
+    dispatched_by: Mapped[str | None] = mapped_column(String(32))
+    extension: Mapped[Decimal] = mapped_column(Numeric(8, 2), default=0, server_default="0")
 
     __table_args__ = (
         Index("ix_events_geom", "geom", postgresql_using="gist"),
@@ -170,6 +176,10 @@ class EventHistory(Base):
     from_level: Mapped[str | None] = mapped_column(String(32))
     to_level: Mapped[str | None] = mapped_column(String(32))
     note: Mapped[str | None] = mapped_column(Text)
+    # migration 0003: the row's workflow version (unique per event), role, evaluation
+    version: Mapped[int | None] = mapped_column(Integer)
+    actor_role: Mapped[str | None] = mapped_column(String(24))
+    satisfaction: Mapped[int | None] = mapped_column(SmallInteger)
 
     __table_args__ = (Index("ix_event_history_event", "event_id", "at"),)
 
@@ -274,3 +284,60 @@ class EtlRun(Base):
     rejected: Mapped[int] = mapped_column(Integer, default=0)
     status: Mapped[str] = mapped_column(String(16), default="running")
     message: Mapped[str | None] = mapped_column(Text)
+
+
+# --- migration 0003: the incident loop -------------------------------------------------------
+
+
+class RoadVertex(Base):
+    """A node of the routable network (a road end or a node shared by two OSM ways)."""
+
+    __tablename__ = "road_vertices"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    geom = mapped_column(_geom("POINT"), nullable=False)
+
+    __table_args__ = (Index("ix_road_vertices_geom", "geom", postgresql_using="gist"),)
+
+
+class RoadEdge(Base):
+    """A road piece between two vertices; ``cost``/``reverse_cost`` in seconds (pgRouting)."""
+
+    __tablename__ = "road_edges"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    road_id: Mapped[int | None] = mapped_column(ForeignKey("roads.id", ondelete="CASCADE"))
+    source: Mapped[int] = mapped_column(BigInteger)
+    target: Mapped[int] = mapped_column(BigInteger)
+    length_m: Mapped[float] = mapped_column(Float)
+    cost: Mapped[float] = mapped_column(Float)
+    reverse_cost: Mapped[float] = mapped_column(Float)
+    geom = mapped_column(_geom("LINESTRING"), nullable=False)
+
+    __table_args__ = (
+        Index("ix_road_edges_source", "source"),
+        Index("ix_road_edges_target", "target"),
+    )
+
+
+class DispatchAssignment(Base):
+    """A responder sent to an event; open while ``released_at`` is NULL (one per responder)."""
+
+    __tablename__ = "dispatch_assignments"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
+    responder_id: Mapped[int] = mapped_column(ForeignKey("responders.id", ondelete="CASCADE"))
+    assigned_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(String(64))
+    eta_s: Mapped[float | None] = mapped_column(Float)
+    distance_m: Mapped[float | None] = mapped_column(Float)
+    method: Mapped[str] = mapped_column(String(16), comment="network | straight_line")
+    released_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index("ix_dispatch_assignments_event", "event_id"),
+        Index(
+            "ux_dispatch_assignments_open",
+            "responder_id",
+            unique=True,
+            postgresql_where=text("released_at IS NULL"),
+        ),
+    )
