@@ -13,7 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import dash
-from dash import Input, Output, State, dash_table, dcc, html, no_update
+from dash import Input, Output, State, dcc, html, no_update
+from dash.dash_table import FormatTemplate
+from dash.dash_table.DataTable import DataTable
+from dash.dash_table.Format import Format, Scheme
 from dash.exceptions import PreventUpdate
 
 from dashboard.app import context
@@ -100,9 +103,9 @@ def _column(key: str, lang: str) -> dict[str, Any]:
     col = q.COLUMN_BY_KEY[key]
     spec: dict[str, Any] = {"id": key, "name": col.zh if lang == "zh" else col.en}
     if col.kind == "pct":
-        spec.update(type="numeric", format=dash_table.FormatTemplate.percentage(1))
+        spec.update(type="numeric", format=FormatTemplate.percentage(1))
     elif col.kind == "float":
-        spec.update(type="numeric", format=dash_table.Format.Format(precision=1, scheme="f"))
+        spec.update(type="numeric", format=Format(precision=1, scheme=Scheme.fixed))
     elif col.kind == "int":
         spec.update(type="numeric")
     return spec
@@ -153,7 +156,7 @@ def layout(**query: Any) -> html.Div:
             html.Img(id=_pid("map"), style={"width": "49%"}),
             html.Img(id=_pid("charts"), style={"width": "49%"}),
         ])),
-        dash_table.DataTable(id=_pid("table"), page_size=50, sort_action="native",
+        DataTable(id=_pid("table"), page_size=50, sort_action="native",
                              fixed_rows={"headers": True}, fixed_columns={"headers": True, "data": 2},
                              style_table={"minWidth": "100%", "overflowX": "auto", "maxHeight": "60vh"},
                              style_cell={"fontSize": 12, "padding": "2px 6px", "minWidth": 70},
