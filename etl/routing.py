@@ -92,7 +92,11 @@ def _split_at_shared_vertices(
         for a, b in zip(cut[:-1], cut[1:], strict=True):
             if ids[a] != ids[b] or b - a > 1:
                 pieces.append((i, int(ids[a]), int(ids[b]), xy[a : b + 1]))
-    return keys, pieces
+    # only piece ends are vertices: snapping to a bend in the middle of a piece would strand
+    used = np.unique([v for _, s, t, _ in pieces for v in (s, t)])
+    renumber = {int(old): new for new, old in enumerate(used)}
+    pieces = [(i, renumber[s], renumber[t], xy) for i, s, t, xy in pieces]
+    return keys[used], pieces
 
 
 def _write_network(conn: Connection, rows: Sequence, coords: np.ndarray, pieces: list) -> None:
@@ -109,7 +113,7 @@ def _write_network(conn: Connection, rows: Sequence, coords: np.ndarray, pieces:
         "speed": [float(rows[i].speed_kmh or 30) for i, *_ in pieces],
         "source": [s + 1 for _, s, _, _ in pieces],
         "target": [t + 1 for _, _, t, _ in pieces],
-        "wkb": shapely.to_wkb(shapely.linestrings([p for *_, p in pieces]), hex=True),
+        "wkb": shapely.to_wkb([shapely.LineString(p) for *_, p in pieces], hex=True),
     })  # fmt: skip
     copy_frame(conn, "stg_edges", edges)
     conn.execute(
