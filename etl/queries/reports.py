@@ -622,3 +622,98 @@ def units_for_picker(
 def labels(keys: Sequence[str], lang: str) -> list[str]:
     """Column headers in ``lang`` ('zh' or 'en')."""
     return [getattr(COLUMN_BY_KEY[k], "zh" if lang == "zh" else "en") for k in keys]
+
+
+# --- analysis reads (notebooks) --------------------------------------------------------------
+
+
+def data_span(bind: Bind, scope: Scope, *, within: str) -> tuple[datetime | None, datetime | None]:
+    """First and last ``reported_at`` of the events inside ``within``."""
+    sql = f"""SELECT min(reported_at), max(reported_at) FROM events e
+              WHERE e.unit_path @> ARRAY[:within]::varchar[] AND {scope.sql("e")}"""
+    with _connect(bind) as conn:
+        row = conn.execute(text(sql), {"within": within, **scope.params()}).one()
+    return row[0], row[1]
+
+
+def unit_frame(bind: Bind, scope: Scope, *, within: str, level: str) -> gpd.GeoDataFrame:
+    """Current units of ``level`` inside ``within`` (EPSG:4490), indexed by code, with their
+    parent's code, households, residents, buildings and the full ``unit_path``."""
+    sql = f"""SELECT code, name, level, parent_code, households, residents, buildings, unit_path,
+                     ST_AsBinary(geom) AS wkb
+              FROM units WHERE valid_to IS NULL AND level = :level
+                AND unit_path @> ARRAY[:within]::varchar[] AND {scope.sql()} ORDER BY code"""
+    with _connect(bind) as conn:
+        frame = _frame(conn, sql, {"within": within, "level": level, **scope.params()})
+    geoms = shapely.from_wkb(frame.pop("wkb").map(bytes)) if len(frame) else []
+    return gpd.GeoDataFrame(frame, geometry=geoms, crs=4490).set_index("code", drop=False)
+
+
+def grid_event_counts(
+    bind: Bind,
+    scope: Scope,
+    *,
+    within: str,
+    start: datetime,
+    end: datetime,
+    bucket: str = "month",
+    tz: str = "Asia/Shanghai",
+    grid_level: str = "grid",
+) -> pd.DataFrame:
+    """Events reported per grid and local ``bucket`` ('day', 'week' or 'month') in
+    ``[start, end)``: columns code, bucket (date), n; grids with no event are absent."""
+    if bucket not in ("day", "week", "month"):
+        raise ReportError(f"bucket must be day, week or month, not {bucket!r}")
+    sql = f"""
+        WITH g AS (SELECT code FROM units WHERE valid_to IS NULL AND level = :grid
+                     AND unit_path @> ARRAY[:within]::varchar[] AND {scope.sql()})
+        SELECT g.code, date_trunc(:bucket, e.reported_at AT TIME ZONE :tz)::date AS bucket,
+               count(*) AS n
+        FROM events e JOIN g ON g.code = ANY(e.unit_path)
+        WHERE e.reported_at >= :start AND e.reported_at < :end AND {scope.sql("e")}
+        GROUP BY 1, 2 ORDER BY 2, 1"""
+    params = {"within": within, "grid": grid_level, "bucket": bucket, "tz": tz, "start": start,
+              "end": end, **scope.params()}  # fmt: skip
+    with _connect(bind) as conn:
+        return _frame(conn, sql, params)
+
+
+def event_times(
+    bind: Bind,
+    scope: Scope,
+    *,
+    within: str,
+    start: datetime,
+    end: datetime,
+    level: str = "township",
+) -> pd.DataFrame:
+    """One row per event reported in ``[start, end)`` inside ``within``: its unit at ``level``
+    (code and name), category and top category (code, name, name_en, emergency), channel,
+    priority, status, ``response_min`` (reported → dispatched), ``handling_h`` (dispatched →
+    handled, else closed), ``closed_h`` (reported → closed), ``on_time`` (closed by due_at;
+    None while open or without a deadline)."""
+    sql = f"""
+        SELECT e.id, u.code AS unit_code, u.name AS unit_name, e.category_code,
+               c.name AS category, coalesce(c.name_en, c.name) AS category_en, c.emergency,
+               coalesce(c.parent_code, c.code) AS top_code, p.name AS top_category,
+               coalesce(p.name_en, p.name) AS top_category_en,
+               e.channel, e.priority, e.status, e.reported_at,
+               extract(epoch FROM e.dispatched_at - e.reported_at) / 60 AS response_min,
+               extract(epoch FROM coalesce(e.handled_at, e.closed_at) - e.dispatched_at) / 3600
+                 AS handling_h,
+               extract(epoch FROM e.closed_at - e.reported_at) / 3600 AS closed_h,
+               CASE WHEN e.closed_at IS NULL OR e.due_at IS NULL THEN NULL
+                    ELSE e.closed_at <= e.due_at END AS on_time
+        FROM events e
+        JOIN event_categories c ON c.code = e.category_code
+        LEFT JOIN event_categories p ON p.code = coalesce(c.parent_code, c.code)
+        LEFT JOIN units u ON u.valid_to IS NULL AND u.level = :level AND u.code = ANY(e.unit_path)
+        WHERE e.reported_at >= :start AND e.reported_at < :end
+          AND e.unit_path @> ARRAY[:within]::varchar[] AND {scope.sql("e")}
+        ORDER BY e.reported_at"""
+    params = {"within": within, "level": level, "start": start, "end": end, **scope.params()}
+    with _connect(bind) as conn:
+        frame = _frame(conn, sql, params)
+    for col in ("response_min", "handling_h", "closed_h"):
+        frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
+    return frame
