@@ -226,3 +226,29 @@ def test_a_range_holds_both_ends(a: date, n: int) -> None:
     b = a + timedelta(days=n)
     p = parse_period(f"{a.isoformat()}..{b.isoformat()}")
     assert p.start == a and (p.end - p.start).days == n + 1
+
+
+def test_analysis_reads_match_the_raw_rows(territory: Connection) -> None:
+    from etl.queries.reports import data_span, event_times, grid_event_counts, unit_frame
+
+    raw = _raw(territory)
+    ev = _within(raw["events"], COUNTY)
+    assert data_span(territory, Scope(), within=COUNTY) == (
+        ev["reported_at"].min(),
+        ev["reported_at"].max(),
+    )
+    grids = unit_frame(territory, Scope(), within=COUNTY, level="grid")
+    assert len(grids) == 12 and grids.crs.to_epsg() == 4490
+    assert grids["households"].sum() == raw["units"].query("level == 'grid'")["households"].sum()
+    counts = grid_event_counts(territory, Scope(), within=COUNTY, start=LO, end=HI, bucket="month")
+    for code, n in zip(counts["code"], counts["n"], strict=True):
+        mine = _within(ev, code)
+        assert n == ((mine["reported_at"] >= LO) & (mine["reported_at"] < HI)).sum()
+    times = event_times(territory, Scope(), within=COUNTY, start=LO, end=HI, level="township")
+    inp = ev[(ev["reported_at"] >= LO) & (ev["reported_at"] < HI)]
+    assert len(times) == len(inp) and set(times["unit_code"]) == {"888888001", "888888101"}
+    dispatched = inp.dropna(subset=["dispatched_at"])
+    expected = (
+        (dispatched["dispatched_at"] - dispatched["reported_at"]).dt.total_seconds() / 60
+    ).median()
+    assert times["response_min"].median() == pytest.approx(expected)
