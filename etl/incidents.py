@@ -591,13 +591,15 @@ class _connect:
     """``with _connect(bind) as conn``: a connection from an engine, or the caller's."""
 
     def __init__(self, bind: Engine | Connection) -> None:
-        self.bind, self.own = bind, None
+        self.bind: Engine | Connection = bind
+        self.own: Connection | None = None
 
     def __enter__(self) -> Connection:
         if isinstance(self.bind, Connection):
             return self.bind
-        self.own = self.bind.connect()
-        return self.own
+        own = self.bind.connect()
+        self.own = own
+        return own
 
     def __exit__(self, *exc: object) -> None:
         if self.own is not None:
