@@ -29,6 +29,7 @@ from sqlalchemy import (
     func,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 SRID = 4490
@@ -341,3 +342,85 @@ class DispatchAssignment(Base):
             postgresql_where=text("released_at IS NULL"),
         ),
     )
+
+
+# --- migration 0004: grid plans ---------------------------------------------------------------
+
+
+class GridPlan(Base):
+    """A named version of the grids of one unit, proposed by the planner or edited by hand.
+
+    ``draft`` until approved; approving makes its grids current (the old ones get ``valid_to``)
+    and marks the unit's previously approved plan ``superseded``.
+    """
+
+    __tablename__ = "plans"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    unit_code: Mapped[str] = mapped_column(String(32))
+    unit_path: Mapped[list[str]] = mapped_column(CodePath)
+    status: Mapped[str] = mapped_column(String(16), server_default="draft")
+    band_low: Mapped[int] = mapped_column(Integer)
+    band_high: Mapped[int] = mapped_column(Integer)
+    micro_low: Mapped[int | None] = mapped_column(Integer)
+    micro_high: Mapped[int | None] = mapped_column(Integer)
+    full_redraw: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    seed: Mapped[int | None] = mapped_column(Integer)
+    locked: Mapped[list[str]] = mapped_column(CodePath, server_default="{}")
+    metrics: Mapped[dict] = mapped_column(JSONB, server_default="{}")
+    note: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    approved_by: Mapped[str | None] = mapped_column(String(64))
+    approved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    effective_date: Mapped[date | None] = mapped_column(Date)
+
+    __table_args__ = (
+        Index("ux_plans_unit_name", "unit_code", "name", unique=True),
+        Index("ix_plans_path", "unit_path", postgresql_using="gin"),
+    )
+
+
+class PlanGrid(Base):
+    """A grid or micro-grid of a plan (``level``), with its code, tallies and shape."""
+
+    __tablename__ = "plan_grids"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"))
+    level: Mapped[str] = mapped_column(String(32))
+    code: Mapped[str] = mapped_column(String(32))
+    parent_code: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(128))
+    label: Mapped[str] = mapped_column(String(64), comment="the solver's label")
+    households: Mapped[int] = mapped_column(Integer, server_default="0")
+    residents: Mapped[int] = mapped_column(Integer, server_default="0")
+    buildings: Mapped[int] = mapped_column(Integer, server_default="0")
+    status: Mapped[str] = mapped_column(String(8), comment="under | in | over")
+    polsby_popper: Mapped[float | None] = mapped_column(Float)
+    kept: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    locked: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    geom = mapped_column(_geom("MULTIPOLYGON"), nullable=False)
+
+    __table_args__ = (
+        Index("ux_plan_grids_code", "plan_id", "code", unique=True),
+        Index("ix_plan_grids_geom", "geom", postgresql_using="gist"),
+    )
+
+
+class PlanAssignment(Base):
+    """Building → grid (and micro-grid) code in a plan: the equivalency table."""
+
+    __tablename__ = "plan_assignments"
+    plan_id: Mapped[int] = mapped_column(
+        ForeignKey("plans.id", ondelete="CASCADE"), primary_key=True
+    )
+    building_id: Mapped[int] = mapped_column(
+        ForeignKey("buildings.id", ondelete="CASCADE"), primary_key=True
+    )
+    grid_code: Mapped[str] = mapped_column(String(32))
+    microgrid_code: Mapped[str | None] = mapped_column(String(32))
+    previous_code: Mapped[str | None] = mapped_column(
+        String(32), comment="the building's grid when planned"
+    )
+
+    __table_args__ = (Index("ix_plan_assignments_grid", "plan_id", "grid_code"),)
