@@ -7,6 +7,8 @@ nothing, and a changed file updates by code.
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import geopandas as gpd
@@ -84,8 +86,40 @@ def _upsert(
             RETURNING (xmax = 0) AS inserted)
         SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up
     """
-    ins, upd = conn.execute(text(sql)).one()
+    with _bulk_indexes(conn, table, n):
+        ins, upd = conn.execute(text(sql)).one()
     return Counts(ins, upd, n - ins - upd)
+
+
+# A batch this large, and at least as large as what the table already holds, is written with
+# the secondary indexes dropped and rebuilt afterwards (same transaction, so readers see the old
+# table until commit). Rebuilding once is about twice as fast as maintaining them row by row.
+BULK_MIN_ROWS = 200_000
+
+
+@contextmanager
+def _bulk_indexes(conn: Connection, table: str, n: int) -> Iterator[None]:
+    if n < BULK_MIN_ROWS:
+        yield
+        return
+    existing = conn.execute(
+        text(f"SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT {n}) x")
+    ).scalar_one()
+    if existing >= n:
+        yield
+        return
+    # unique indexes stay: ON CONFLICT needs them
+    rows = conn.execute(
+        text("""SELECT i.indexname, i.indexdef FROM pg_indexes i JOIN pg_class c ON c.relname = i.indexname
+                JOIN pg_index x ON x.indexrelid = c.oid
+                WHERE i.tablename = :t AND NOT x.indisunique"""),
+        {"t": table},
+    ).all()
+    for name, _ in rows:
+        conn.execute(text(f'DROP INDEX "{name}"'))
+    yield
+    for _, definition in rows:
+        conn.execute(text(definition))
 
 
 # --- assignment ------------------------------------------------------------------------------
