@@ -594,6 +594,9 @@ def move(
         raise PlanError(f"grid {to} is not in the plan")
     members = _members(proposal.blocks)
     ids = set(buildings) | set(members.loc[members["block"].isin(blocks), "building"])
+    touched = {to} | set(proposal.assignment.loc[list(ids), "grid_code"])
+    if touched & set(proposal.locked):
+        raise PlanError(f"grid(s) {', '.join(sorted(touched & set(proposal.locked)))} are locked")
     if require_neighbour:
         _check_neighbour(proposal, area, ids, blocks, to)
     building_grid = proposal.assignment["grid_code"].copy()
