@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -46,9 +47,10 @@ def app(planner_engine: Engine) -> dash.Dash:
 
 @pytest.fixture(scope="module")
 def page(app: dash.Dash) -> Any:
-    from dashboard.pages import planner  # register_page needs the app first
-
-    return planner
+    # the module Dash Pages loaded (importing it again under another name would register
+    # /planner twice)
+    name = next(p["module"] for p in dash.page_registry.values() if p["path"] == "/planner")
+    return sys.modules[name]
 
 
 @contextmanager
@@ -209,13 +211,16 @@ def test_callbacks_end_to_end(app: dash.Dash, page: Any, planner_engine: Engine)
 
 
 def _proposal(engine: Engine, snap: dict[str, Any]) -> plans.Proposal:
-    from dashboard.pages.planner import assignment_series
-
     with engine.connect() as conn:
         area = plans.read_area(conn, Scope(), COMMUNITY)
     blocks = plans.street_blocks(area)
-    buildings, block_grid = assignment_series(snap)
+    buildings, block_grid = _series(snap)
     return plans.assemble(area, blocks, buildings, block_grid.reindex(blocks.index), band=BAND)
+
+
+def _series(snap: dict[str, Any]) -> tuple[pd.Series, pd.Series]:
+    buildings = pd.Series({int(k): v for k, v in snap["buildings"].items()}, dtype=object)
+    return buildings, pd.Series(snap["blocks"], dtype=object)
 
 
 def proposed_block_buildings(engine: Engine, block: str) -> tuple:

@@ -32,6 +32,8 @@ BAND_COLOURS = {"under": "#3b82f6", "in": "#22c55e", "over": "#ef4444"}
 HISTORY = 50
 PANEL = {"background": "#111a2e", "padding": "0.5rem", "borderRadius": "0.4rem"}
 EMPTY: dict[str, Any] = {"type": "FeatureCollection", "features": []}
+INPUT = {"color": "#111", "background": "#f8fafc"}
+LABEL = {"color": "#e2e8f0", "marginRight": "0.6rem"}
 
 
 def _pid(name: str) -> str:
@@ -161,7 +163,7 @@ def _map(name: str, title: str) -> html.Div:
 
 
 def _num(name: str, value: int, width: str = "5rem") -> dcc.Input:
-    return dcc.Input(id=_pid(name), type="number", value=value, style={"width": width})
+    return dcc.Input(id=_pid(name), type="number", value=value, style={"width": width, **INPUT})
 
 
 def layout(unit: str | None = None, **_query: Any) -> html.Div:
@@ -183,7 +185,7 @@ def layout(unit: str | None = None, **_query: Any) -> html.Div:
             html.Span("微网格"), _num("mlow", micro_band[0]), html.Span("–"), _num("mhigh", micro_band[1]),
             dcc.Checklist(id=_pid("opts"), options=[{"label": "全面重划", "value": "full"},
                                                     {"label": "生成微网格", "value": "micro"}],
-                          value=["micro"], inline=True),
+                          value=["micro"], inline=True, labelStyle=LABEL),
             html.Span("种子"), _num("seed", 0, "4rem"),
             dcc.Dropdown(id=_pid("lock"), multi=True, placeholder="锁定网格（不调整）",
                          style={"minWidth": "14rem", "color": "#111"}),
@@ -198,7 +200,7 @@ def layout(unit: str | None = None, **_query: Any) -> html.Div:
             dcc.Dropdown(id=_pid("target"), placeholder="移入相邻网格", style={"width": "14rem", "color": "#111"}),
             html.Button("移入", id=_pid("move"), n_clicks=0),
             html.Button("撤销", id=_pid("undo"), n_clicks=0), html.Button("重做", id=_pid("redo"), n_clicks=0),
-            dcc.Input(id=_pid("name"), placeholder="方案名称", style={"width": "12rem"}),
+            dcc.Input(id=_pid("name"), placeholder="方案名称", style={"width": "12rem", **INPUT}),
             html.Button("保存方案", id=_pid("save"), n_clicks=0),
         ]),
         html.Div(id=_pid("totals"), style=PANEL),
@@ -206,7 +208,7 @@ def layout(unit: str | None = None, **_query: Any) -> html.Div:
             dcc.Dropdown(id=_pid("plans"), placeholder="已保存方案", style={"width": "18rem", "color": "#111"}),
             dcc.DatePickerSingle(id=_pid("effective"), date=str(app.now().date()), display_format="YYYY-MM-DD"),
             html.Button("批准生效", id=_pid("approve"), n_clicks=0),
-            dcc.RadioItems(id=_pid("fmt"), value="gpkg", inline=True, options=[
+            dcc.RadioItems(id=_pid("fmt"), value="gpkg", inline=True, labelStyle=LABEL, options=[
                 {"label": "GeoPackage", "value": "gpkg"}, {"label": "Shapefile", "value": "shp"},
                 {"label": "CSV 对照表", "value": "csv"}]),
             html.Button("导出", id=_pid("export"), n_clicks=0),
@@ -302,7 +304,7 @@ def _rebuild(unit: str, snap: dict[str, Any], band: tuple, micro: tuple | None,
     Output(_pid("current-blocks"), "data"), Output(_pid("plan-blocks"), "data"),
     Output(_pid("current-buildings"), "data"), Output(_pid("plan-buildings"), "data"),
     Output(_pid("current-grids"), "data"), Output(_pid("current-blocks"), "hideout"),
-    Output(_pid("map-current"), "bounds"), Output(_pid("map-plan"), "bounds"),
+    Output(_pid("map-current"), "viewport"), Output(_pid("map-plan"), "viewport"),
     Output(_pid("base"), "data"), Output(_pid("work"), "data"), Output(_pid("lock"), "options"),
     Output(_pid("plans"), "options"), Output(_pid("compare-b"), "options"),
     Output(_pid("analysis"), "children"), Output(_pid("message"), "children", allow_duplicate=True),
@@ -333,7 +335,7 @@ def load_unit(unit: str | None, low: Any, high: Any) -> tuple:
     hide = {"grid": snap["blocks"], "colours": colours(base)} if base and snap else {}
     grids_fc = feature_collection(base.grids, ["households"]) if base is not None else EMPTY
     _fix_code(grids_fc)
-    bounds = bounds_of(area)
+    bounds = {"bounds": bounds_of(area), "transition": "fitBounds"}
     plan_opts = [{"label": f"{p['name']}（{p['status']}）", "value": p["id"]} for p in saved]
     lock_opts = [{"label": c, "value": c} for c in area.grids.index]
     work = push(None, snap) if snap else None
