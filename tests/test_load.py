@@ -474,8 +474,12 @@ def test_bulk_path_rebuilds_every_index(
     monkeypatch.setattr(etl.write, "BULK_MIN_ROWS", 2)
     index_sql = "SELECT indexdef FROM pg_indexes WHERE tablename = 'buildings' ORDER BY indexname"
     before = loaded_territory.execute(text(index_sql)).scalars().all()
-    boxes = [shapely.box(108.01 + i * 0.001, 32.01, 108.0105 + i * 0.001, 32.0105) for i in range(5)]
-    gdf = gpd.GeoDataFrame({"楼栋编码": [f"K{i}" for i in range(5)], "户数": [3] * 5}, geometry=boxes, crs=4490)
+    boxes = [
+        shapely.box(108.01 + i * 0.001, 32.01, 108.0105 + i * 0.001, 32.0105) for i in range(5)
+    ]
+    gdf = gpd.GeoDataFrame(
+        {"楼栋编码": [f"K{i}" for i in range(5)], "户数": [3] * 5}, geometry=boxes, crs=4490
+    )
     result = load_file(loaded_territory, "buildings", write_geojson(gdf, tmp_path / "k.geojson"))
     assert result.counts.inserted == 5
     assert loaded_territory.execute(text(index_sql)).scalars().all() == before
