@@ -176,8 +176,9 @@ def _event_history(conn: Connection) -> None:
 def _log(conn: Connection, fingerprint: str, counts: dict[str, int], duration: float) -> None:
     conn.execute(
         text("""
-        INSERT INTO etl_runs (kind, path, sha256, finished_at, duration_s, loaded, status, message)
-        VALUES ('demo', 'geo.synth', :sha, now(), :dur, :n, 'ok', :msg)"""),
+        INSERT INTO etl_runs (kind, path, sha256, finished_at, duration_s, loaded, updated, unchanged,
+                              rejected, status, message)
+        VALUES ('demo', 'geo.synth', :sha, now(), :dur, :n, 0, 0, 0, 'ok', :msg)"""),
         {
             "sha": fingerprint,
             "dur": round(duration, 3),

@@ -16,7 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 INSECURE_SECRET = "dev-insecure-secret-change-me"
-DEFAULT_BANDS = {"grid": (300, 500), "microgrid": (30, 100), "community": (1000, 5000)}
+DEFAULT_BANDS = {"grid": (300, 500), "microgrid": (30, 100)}
 
 
 class UnsafeSettingsError(ValueError):

@@ -127,15 +127,17 @@ def row_label(frame: pd.DataFrame, pos: int, *, tabular: bool) -> str:
 def overlap_problems(
     units: gpd.GeoDataFrame, projected: gpd.GeoSeries, *, group_col: str, min_area_m2: float = 1.0
 ) -> list[tuple[int, int, float]]:
-    """Pairs of siblings (same ``group_col``) that overlap by more than ``min_area_m2``."""
-    tree = shapely.STRtree(projected.values)
-    left, right = tree.query(projected.values, predicate="intersects")
-    keep = (left < right) & (
-        units[group_col].to_numpy()[left] == units[group_col].to_numpy()[right]
-    )
+    """Pairs of siblings (same ``group_col``) overlapping by more than ``min_area_m2`` or one part
+    in a million of the smaller one (floating-point noise along long shared boundaries)."""
+    geoms = projected.values
+    tree = shapely.STRtree(geoms)
+    left, right = tree.query(geoms, predicate="intersects")
+    groups = units[group_col].to_numpy()
+    keep = (left < right) & (groups[left] == groups[right])
+    areas = shapely.area(geoms)
     pairs = []
     for a, b in zip(left[keep], right[keep], strict=True):
-        area = shapely.intersection(projected.values[a], projected.values[b]).area
-        if area > min_area_m2:
+        area = shapely.intersection(geoms[a], geoms[b]).area
+        if area > max(min_area_m2, 1e-6 * min(areas[a], areas[b])):
             pairs.append((int(a), int(b), float(area)))
     return pairs

@@ -215,7 +215,7 @@ def write_buildings(conn: Connection, frame: gpd.GeoDataFrame) -> Counts:
     )
     copy_frame(conn, "stg_buildings", stage)
     cols = ["code", "address", "floors", "households", "residents", "unit_id", "unit_path", "geom"]
-    select = """SELECT code, address, floors::smallint, households::int, residents::int, unit_id::int,
+    select = """SELECT code, address, floors::numeric::smallint, households::numeric::int, residents::numeric::int, unit_id::numeric::int,
                 unit_path::varchar[], ST_Multi(ST_SetSRID(ST_GeomFromWKB(decode(wkb, 'hex')), 4490))
                 FROM stg_buildings"""
     return _upsert(conn, "buildings", cols, select, "(code)", len(frame))
@@ -261,10 +261,10 @@ def write_events(conn: Connection, frame: gpd.GeoDataFrame) -> Counts:
         "satisfaction",
         "due_at",
     ]
-    select = """SELECT code, category_code, priority::smallint, channel, description,
-                to_timestamp(reported_at::float8), status, handling_level, unit_id::int, unit_path::varchar[],
+    select = """SELECT code, category_code, priority::numeric::smallint, channel, description,
+                to_timestamp(reported_at::float8), status, handling_level, unit_id::numeric::int, unit_path::varchar[],
                 ST_SetSRID(ST_MakePoint(x::float8, y::float8), 4490), dispatched_at::timestamptz,
-                handled_at::timestamptz, closed_at::timestamptz, satisfaction::smallint,
+                handled_at::timestamptz, closed_at::timestamptz, satisfaction::numeric::smallint,
                 due_at::timestamptz FROM stg_events"""
     return _upsert(conn, "events", cols, select, "(code)", len(frame))
 
@@ -315,7 +315,7 @@ def write_patrols(conn: Connection, frame: gpd.GeoDataFrame) -> Counts:
     )
     copy_frame(conn, "stg_patrols", stage)
     cols = ["staff_code", "staff_id", "kind", "at", "unit_id", "unit_path", "geom"]
-    select = """SELECT s.staff_code, st.id, s.kind, s.at::timestamptz, s.unit_id::int,
+    select = """SELECT s.staff_code, st.id, s.kind, s.at::timestamptz, s.unit_id::numeric::int,
                 s.unit_path::varchar[], ST_SetSRID(ST_MakePoint(s.x::float8, s.y::float8), 4490)
                 FROM stg_patrols s LEFT JOIN staff st ON st.code = s.staff_code"""
     return _upsert(conn, "patrols", cols, select, "(staff_code, at, kind)", len(frame))
@@ -384,9 +384,9 @@ def reassign_all(conn: Connection) -> None:
         )
         conn.execute(
             text(f"""
-            UPDATE {table} t SET unit_id = s.unit_id::int, unit_path = s.unit_path::varchar[]
+            UPDATE {table} t SET unit_id = s.unit_id::numeric::int, unit_path = s.unit_path::varchar[]
             FROM stg_assign s WHERE t.id = s.id::bigint
-              AND (t.unit_id, t.unit_path) IS DISTINCT FROM (s.unit_id::int, s.unit_path::varchar[])""")
+              AND (t.unit_id, t.unit_path) IS DISTINCT FROM (s.unit_id::numeric::int, s.unit_path::varchar[])""")
         )
     conn.execute(
         text("""
