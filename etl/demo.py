@@ -27,9 +27,10 @@ from etl.prepare import prepare
 from etl.readers import Source
 from etl.reference import Reference
 from etl.settings import PROJECT_ROOT, get_settings
+from geo.topology import resolve_sibling_overlaps
 
 DATA = PROJECT_ROOT / "data"
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 DATA_TABLES = (
     "event_history",
     "events",
@@ -112,6 +113,8 @@ def load_demo(
         load_categories(conn, categories)
         for kind in LOAD_ORDER:
             frame = getattr(county, kind)
+            if kind == "units":
+                frame = resolve_sibling_overlaps(frame, group_col="parent_code")
             counts[kind] = _load_frame(conn, kind, frame)
             say(f"loaded {counts[kind]:,} {kind}")
         _event_deadlines(conn)
