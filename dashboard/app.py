@@ -11,6 +11,7 @@ through :func:`context` (stored on the Flask app by :func:`create_app`).
 
 from __future__ import annotations
 
+import gzip
 import importlib
 import logging
 from collections.abc import Callable
@@ -68,18 +69,107 @@ def create_app(
 
     engine = engine or get_engine(settings)
     app = dash.Dash(
-        __name__, use_pages=True, pages_folder=str(HERE / "pages"), assets_folder=str(HERE / "assets"),
+        __name__, use_pages=True, pages_folder="", assets_folder=str(HERE / "assets"),
         title=t("app.title", settings.language), suppress_callback_exceptions=True,
         update_title=None,  # type: ignore[arg-type]
     )  # fmt: skip
+    _import_pages()
+    _attach_page_callbacks(app)
     app.server.config["SECRET_KEY"] = settings.secret_key
     app.server.extensions["gridgov"] = AppContext(
         engine=engine, settings=settings, clock=clock or (lambda: datetime.now(ZoneInfo("UTC")))
     )
     app.layout = _frame
+    _compress_responses(app.server)
     _register_routes(app.server, engine, settings)
     _register_frame_callbacks(app)
     return app
+
+
+COMPRESSIBLE = (
+    "application/javascript",
+    "text/javascript",
+    "application/json",
+    "text/css",
+    "text/html",
+)
+
+
+def _compress_responses(server: flask.Flask) -> None:
+    """gzip text responses: plotly.js alone is 4.6 MB raw, about 1.4 MB compressed.
+
+    Dash's fingerprinted bundles and assets never change under one URL, so their compressed
+    bytes are kept per URL; callback responses are compressed each time.
+    """
+    cache: dict[str, bytes] = {}
+
+    @server.after_request
+    def gzip_response(response: flask.Response) -> flask.Response:
+        accepts = "gzip" in flask.request.headers.get("Accept-Encoding", "")
+        if (
+            not accepts
+            or response.status_code != 200
+            or response.mimetype not in COMPRESSIBLE
+            or "Content-Encoding" in response.headers
+        ):
+            return response  # fmt: skip
+        static = flask.request.path.startswith(("/_dash-component-suites/", "/assets/"))
+        if response.direct_passthrough:  # a file sent by send_from_directory: read it
+            if not static:
+                return response
+            response.direct_passthrough = False
+        key = flask.request.full_path
+        body = cache.get(key) if static else None
+        if body is None:
+            raw = response.get_data()
+            if len(raw) < 1024:
+                return response
+            body = gzip.compress(raw, compresslevel=6)
+            if static:
+                cache[key] = body
+        response.set_data(body)
+        response.headers["Content-Encoding"] = "gzip"
+        response.headers["Vary"] = "Accept-Encoding"
+        return response
+
+
+def _import_pages() -> None:
+    """Import every page module under its canonical name (``dashboard.pages.x``).
+
+    Dash's own folder scan imports pages under a name inferred from the path, so a test (or a
+    module) that imports ``dashboard.pages.x`` directly would register the same path twice.
+    """
+    for path in sorted((HERE / "pages").glob("*.py")):
+        if path.name.startswith("_"):
+            continue
+        name = f"dashboard.pages.{path.stem}"
+        module = importlib.import_module(name)
+        entry = dash.page_registry.get(name)
+        if entry is not None and not entry.get("supplied_layout"):
+            entry["layout"] = module.layout  # what Dash's folder scan would have done
+
+
+_PAGE_CALLBACKS: dict[str, list] = {"map": [], "list": [], "scripts": []}
+
+
+def _attach_page_callbacks(app: dash.Dash) -> None:
+    """Give this app the callbacks the page modules registered with ``dash.callback``.
+
+    Dash hands globally registered callbacks to the first app that serves a request and then
+    forgets them; keeping our own copy lets every app made by the factory (one per test, or
+    several in one process) get all of them.
+    """
+    from dash import _callback
+
+    _PAGE_CALLBACKS["map"].extend(_callback.GLOBAL_CALLBACK_MAP.items())
+    _PAGE_CALLBACKS["list"].extend(_callback.GLOBAL_CALLBACK_LIST)
+    _PAGE_CALLBACKS["scripts"].extend(_callback.GLOBAL_INLINE_SCRIPTS)
+    _callback.GLOBAL_CALLBACK_MAP.clear()
+    _callback.GLOBAL_CALLBACK_LIST.clear()
+    _callback.GLOBAL_INLINE_SCRIPTS.clear()
+    app.callback_map.update(dict(_PAGE_CALLBACKS["map"]))
+    app._callback_list.extend(_PAGE_CALLBACKS["list"])
+    app._inline_scripts.extend(_PAGE_CALLBACKS["scripts"])
 
 
 def _register_routes(server: flask.Flask, engine: Engine, settings: Settings) -> None:

@@ -121,7 +121,7 @@ def map_component(
                    name=name["responders"], checked="responders" in checked),
     ]  # fmt: skip
     return dl.Map(
-        id=f"{page}-map", center=list(center), zoom=zoom, preferCanvas=False, zoomSnap=0.25,
+        id=f"{page}-map", center=list(center), zoom=zoom, preferCanvas=True, zoomSnap=0.25,
         className="map", attributionControl=bool(attribution), children=[
             dl.LayersControl(bases + overlays, id=f"{page}-layers", collapsed=False,
                              overlays=[name[k] for k in LAYER_KEYS if k in checked]),

@@ -35,25 +35,34 @@
   /* Labels show only when their unit is at least MIN_PX wide on screen: every level is labelled,
      the finer ones as you zoom in. */
   const MIN_PX = 70;
+  /* Tooltips are bound lazily: thousands of hidden permanent tooltips would stall the page. */
   function updateLabels(map) {
+    const view = map.getBounds().pad(0.2);
+    map._ggLabels = (map._ggLabels || []).filter((l) => l._map);
     (map._ggLabels || []).forEach(function (layer) {
-      const tt = layer.getTooltip && layer.getTooltip();
-      const el = tt && tt.getElement && tt.getElement();
-      if (!el || !layer._map || !layer.getBounds) return;
+      if (!layer._map || !layer.getBounds) return;
       const b = layer.getBounds();
-      const w = map.latLngToContainerPoint(b.getNorthEast()).x - map.latLngToContainerPoint(b.getSouthWest()).x;
-      el.classList.toggle("lbl-hidden", w < MIN_PX);
+      let show = view.intersects(b);
+      if (show) {
+        const w = map.latLngToContainerPoint(b.getNorthEast()).x - map.latLngToContainerPoint(b.getSouthWest()).x;
+        show = w >= MIN_PX;
+      }
+      const bound = !!layer.getTooltip();
+      if (show && !bound) {
+        layer.bindTooltip(esc(layer.feature.properties.name), {permanent: true, direction: "center", className: "lbl " + layer._ggLabelClass, interactive: false});
+      } else if (!show && bound) {
+        layer.unbindTooltip();
+      }
     });
   }
   function label(cls) {
     return function (f, layer) {
-      layer.bindTooltip(esc(f.properties.name), {permanent: true, direction: "center", className: "lbl " + cls, interactive: false});
+      layer._ggLabelClass = cls;
       layer.on("add", function () {
         const map = layer._map;
         if (!map) return;
         gg.watch(map);
-        map._ggLabels = (map._ggLabels || []).filter((l) => l._map);
-        map._ggLabels.push(layer);
+        (map._ggLabels = map._ggLabels || []).push(layer);
         if (!map._ggHooked) { map._ggHooked = true; map.on("zoomend moveend", () => updateLabels(map)); }
         clearTimeout(map._ggLabelTimer);
         map._ggLabelTimer = setTimeout(() => updateLabels(map), 50);

@@ -290,7 +290,6 @@ def _crumbs(path: tuple[tuple[str, str], ...]) -> list[Any]:
     Output(_pid("heat-style"), "data"),
     Output(_pid("slider"), "max"),
     Output(_pid("slider"), "value"),
-    Output(_pid("scenes"), "data"),
     Input(_pid("view"), "data"),
     Input(_pid("query"), "data"),
 )
@@ -314,13 +313,27 @@ def load_events(view, key):  # type: ignore[no-untyped-def]
         stepS=(window.end - window.start).total_seconds() / steps,
     )
     heat = L.one_point((w + e) / 2, (s + n) / 2, cells=cells)
-    hot = q.hottest_child(engine, scope, within=view["code"], window=window)
-    hot_ref = q.unit_ref(engine, scope, hot) if hot else None
-    scenes = {"overview": view["bounds"],
-              "hotspots": [list(p) for p in hot_ref.bounds] if hot_ref else view["bounds"],
-              "titles": {s_: t(f"scene.{s_}", lang) for s_ in SCENES}}  # fmt: skip
     data = {"cols": list(q.EVENT_COLUMNS), "rows": rows, "asof": now.timestamp()}
-    return data, cursor, style, heat, {"steps": steps}, steps, steps, scenes
+    return data, cursor, style, heat, {"steps": steps}, steps, steps
+
+
+@dash.callback(
+    Output(_pid("scenes"), "data"),
+    Input(_pid("view"), "data"),
+    Input(_pid("query"), "data"),
+    State(_pid("state"), "data"),
+)
+def wall_scenes(view, key, state):  # type: ignore[no-untyped-def]
+    """Frames of the wall-mode scenes; only computed on a wall screen."""
+    if not view or not state.get("wall"):
+        raise PreventUpdate
+    app = context()
+    window, _steps, _bucket = window_of(key, app.now())
+    hot = q.hottest_child(app.engine, app.scope, within=view["code"], window=window)
+    hot_ref = q.unit_ref(app.engine, app.scope, hot) if hot else None
+    return {"overview": view["bounds"],
+            "hotspots": [list(p) for p in hot_ref.bounds] if hot_ref else view["bounds"],
+            "titles": {s: t(f"scene.{s}", key["lang"]) for s in SCENES}}  # fmt: skip
 
 
 @dash.callback(
