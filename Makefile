@@ -57,7 +57,7 @@ bench: bench-etl bench-planner bench-screen bench-intake ## every benchmark
 bench-etl: migrate ## ETL: 1M events vs ogr2ogr; assignment vs geopandas.sjoin
 	$(PY) bench/bench_etl.py
 
-bench-planner: deps ## planner vs PySAL spopt MaxPHeuristic
+bench-planner: demo ## planner vs PySAL spopt MaxPHeuristic (lattices and the demo county)
 	$(PY) bench/bench_planner.py
 
 bench-screen: demo ## command centre at province scale in headless Chromium

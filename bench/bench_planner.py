@@ -108,6 +108,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="sizes 1000 only, spopt timeout 200 s")
     parser.add_argument("--no-spopt", action="store_true", help="run ours only")
+    parser.add_argument(
+        "--no-demo", action="store_true", help="skip the demo county (needs PostGIS)"
+    )
     args = parser.parse_args(argv)
     sizes = [1000] if args.quick else [int(s) for s in args.sizes.split(",") if s]
     timeout = 200.0 if args.quick else args.spopt_timeout
@@ -143,8 +146,107 @@ def main(argv: list[str] | None = None) -> None:
                 "spopt_pp": None if theirs["pp"] is None else round(theirs["pp"], 4),
             }
         )
+    if not args.no_demo:
+        rows.append(run_demo(args, timeout))
     for row in rows:
         print(json.dumps(row))
+
+
+def demo_blocks() -> tuple[Any, gpd.GeoDataFrame, float]:
+    """The loaded demo county's street blocks (read from PostGIS, as the planner page does)."""
+    from etl.db import get_engine
+    from etl.plans import read_area, street_blocks
+    from etl.queries import WHOLE_TERRITORY
+    from etl.settings import get_settings
+
+    with get_engine().connect() as conn:
+        area = read_area(conn, WHOLE_TERRITORY, get_settings().county_code)
+    start = time.perf_counter()
+    blocks = street_blocks(area)
+    return area, blocks, time.perf_counter() - start
+
+
+def run_demo(args: argparse.Namespace, timeout: float) -> dict[str, Any]:
+    """The whole demo county, full redraw inside every community, end to end (blocks + solve)."""
+    from etl.plans import propose
+
+    area, blocks, blocks_s = demo_blocks()
+    start = time.perf_counter()
+    proposal = propose(area, band=BAND, full=True, seed=args.seed, blocks=blocks)
+    ours_s = blocks_s + time.perf_counter() - start
+    grids = proposal.grids
+    hh = grids["households"].to_numpy()
+    out = int(((hh < BAND[0]) | (hh > BAND[1])).sum())
+    pp, regions = float(grids["polsby_popper"].mean()), len(grids)
+    print(
+        f"demo county: {len(blocks):,} blocks → {regions} grids in {ours_s:.1f} s "
+        f"(blocks {blocks_s:.1f} s), out of band {out}, mean PP {pp:.3f}",
+        flush=True,
+    )
+    theirs = {"s": None, "out": None, "pp": None}
+    if not args.no_spopt:
+        theirs = run_spopt_frame(blocks.to_crs(4545), args.seed, timeout)
+        print(
+            f"demo county: spopt {fmt(theirs['s'], '.1f')} s, out of band {fmt(theirs['out'], '')}, "
+            f"mean PP {fmt(theirs['pp'], '.3f')}",
+            flush=True,
+        )
+    return {
+        "n": f"demo:{len(blocks)}",
+        "ours_s": round(ours_s, 3),
+        "ours_out_of_band": out,
+        "ours_pp": round(pp, 4),
+        "spopt_s": None if theirs["s"] is None else round(theirs["s"], 3),
+        "spopt_out_of_band": theirs["out"],
+        "spopt_pp": None if theirs["pp"] is None else round(theirs["pp"], 4),
+    }
+
+
+def _spopt_frame_worker(path: str, seed: int, conn: Any) -> None:
+    import warnings
+
+    from libpysal.weights import Rook
+    from spopt.region import MaxPHeuristic
+
+    warnings.filterwarnings("ignore")
+    blocks = gpd.read_file(path)
+    start = time.perf_counter()
+    weights = Rook.from_dataframe(blocks, use_index=False, silence_warnings=True)
+    model = MaxPHeuristic(blocks, weights, ["x", "y"], "households", BAND[0], top_n=2)
+    model.solve()
+    conn.send((time.perf_counter() - start, np.asarray(model.labels_).tolist()))
+    conn.close()
+
+
+def run_spopt_frame(blocks: gpd.GeoDataFrame, seed: int, timeout: float) -> dict[str, Any]:
+    import tempfile
+
+    frame = gpd.GeoDataFrame(
+        {
+            "households": blocks["households"].to_numpy(),
+            "x": blocks.centroid.x.to_numpy(),
+            "y": blocks.centroid.y.to_numpy(),
+        },
+        geometry=blocks.geometry.to_numpy(),
+        crs=blocks.crs,
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        path = f"{tmp}/blocks.gpkg"
+        frame.to_file(path)
+        ctx = mp.get_context("spawn")
+        here, there = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_spopt_frame_worker, args=(path, seed, there), daemon=True)
+        proc.start()
+        there.close()
+        result = here.recv() if here.poll(timeout) else None
+        if result is None:
+            proc.kill()
+        proc.join()
+    if result is None:
+        return {"s": None, "out": None, "pp": None}
+    seconds, labels = result
+    out, pp, _ = score(frame, labels)
+    return {"s": seconds, "out": out, "pp": pp}
 
 
 if __name__ == "__main__":
