@@ -161,6 +161,11 @@ class Event(Base):
         Index("ix_events_path", "unit_path", postgresql_using="gin"),
         Index("ix_events_rev", "rev"),
         Index("ix_events_category", "category_code"),
+        Index(
+            "ix_events_open",
+            "reported_at",
+            postgresql_where=text("status NOT IN ('cancelled', 'closed', 'evaluated')"),
+        ),
     )
 
 
