@@ -97,7 +97,8 @@ def test_renders_every_layer(site: str, chromium: Any, screen_engine: Engine) ->
     # street level: buildings arrive as vector tiles from /tiles/buildings
     tiles: list[str] = []
     page.on("response", lambda r: tiles.append(r.url) if "/tiles/buildings/" in r.url else None)
-    page.evaluate(f"() => window.gridgov.map.setView([{y}, {x}], 17, {{animate: false}})")
+    # braces: setView returns the map, which Playwright cannot serialise back
+    page.evaluate(f"() => {{ window.gridgov.map.setView([{y}, {x}], 17, {{animate: false}}); }}")
     page.wait_for_function("() => (window.gridgov.tilesLoaded || 0) > 0", timeout=15000)
     page.wait_for_timeout(500)
     assert (
@@ -229,11 +230,11 @@ def test_inserted_event_appears_within_two_seconds(
 
 def test_wall_mode_cycles_scenes(site: str, chromium: Any) -> None:
     errors: list[str] = []
-    page = open_screen(chromium, site + "/?wall=1&cycle=2", errors)
+    page = open_screen(chromium, site + "/?wall=1&cycle=4", errors)
     assert not page.locator(".controls").is_visible()
     assert not page.locator(".leaflet-control-layers").is_visible()
     seen: list[str] = []
-    deadline = time.time() + 14
+    deadline = time.time() + 30
     while len(seen) < 4 and time.time() < deadline:
         title = page.locator("#cmd-scene-title").inner_text()
         if title and (not seen or seen[-1] != title):
