@@ -15,6 +15,9 @@ TEXT: dict[str, tuple[str, str]] = {
     # application frame
     "app.title": ("网格化服务管理指挥中心", "Grid Governance Command Centre"),
     "nav.command": ("一屏监测", "Command screen"),
+    "nav.desk": ("事件工作台", "Event desk"),
+    "nav.planner": ("网格规划", "Grid planner"),
+    "nav.reports": ("报表", "Reports"),
     "lang.switch": ("English", "中文"),
     "live.ok": ("实时", "Live"),
     "live.stale": ("数据已 {s} 秒未更新", "No update for {s} s"),

@@ -21,7 +21,7 @@ from etl.deadlines import work_calendar
 from etl.queries import events as q
 from geo import workflow as wf
 
-dash.register_page(__name__, path="/desk", name="事件工作台", order=2)
+dash.register_page(__name__, path="/desk", name="事件工作台", order=2, i18n_key="nav.desk")
 
 LEVEL_NAMES = {"grid": "网格 Grid", "community": "社区 Community", "township": "镇街 Township",
                "county": "县指挥中心 County"}  # fmt: skip

@@ -25,7 +25,7 @@ from etl import plans
 from etl.queries import planner as q
 
 PAGE = "planner"
-dash.register_page(__name__, path="/planner", name="网格规划", order=5)
+dash.register_page(__name__, path="/planner", name="网格规划", order=5, i18n_key="nav.planner")
 
 JS = "gridgovPlanner"
 BAND_COLOURS = {"under": "#3b82f6", "in": "#22c55e", "over": "#ef4444"}

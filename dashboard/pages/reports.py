@@ -32,7 +32,7 @@ from etl.export import (
 from etl.queries import reports as q
 
 PAGE = "reports"
-dash.register_page(__name__, path="/reports", name="报表", order=40)
+dash.register_page(__name__, path="/reports", name="报表", order=40, i18n_key="nav.reports")
 
 TEXT: dict[str, tuple[str, str]] = {
     "unit": ("单位", "Unit"),
