@@ -30,7 +30,7 @@ from etl.settings import PROJECT_ROOT, get_settings
 from geo.topology import resolve_sibling_overlaps
 
 DATA = PROJECT_ROOT / "data"
-GENERATOR_VERSION = "2"
+GENERATOR_VERSION = "3"
 DATA_TABLES = (
     "event_history",
     "events",
@@ -115,13 +115,32 @@ def load_demo(
             frame = getattr(county, kind)
             if kind == "units":
                 frame = resolve_sibling_overlaps(frame, group_col="parent_code")
+            if kind == "events":
+                frame = _with_deadlines(frame, categories)
             counts[kind] = _load_frame(conn, kind, frame)
             say(f"loaded {counts[kind]:,} {kind}")
-        _event_deadlines(conn)
         _event_history(conn)
         _log(conn, demo_fingerprint(seed, scale), counts, time.perf_counter() - started)
     say(f"demo county loaded in {time.perf_counter() - started:.1f} s")
     return counts
+
+
+def _with_deadlines(events: pd.DataFrame, categories: pd.DataFrame) -> pd.DataFrame:
+    """due_at from each category's limit on the working calendar, the clock starting at dispatch.
+
+    Computed before the insert, so the change cursor (rev) follows the order of reports."""
+    calendar = work_calendar(get_settings())
+    limits = categories.set_index("code")[["time_limit", "time_unit"]]
+    due = []
+    for cat, dispatched in zip(events["category_code"], events["dispatched_at"], strict=True):
+        limit, unit = limits.loc[cat] if cat in limits.index else (None, None)
+        ok = pd.notna(dispatched) and pd.notna(limit) and unit in UNIT_OF
+        due.append(
+            calendar.due_at(dispatched.to_pydatetime(), float(limit), UNIT_OF[unit]) if ok else None
+        )
+    return events.assign(
+        due_at=pd.to_datetime(pd.Series(due, index=events.index, dtype=object), utc=True)
+    )
 
 
 def _load_frame(conn: Connection, kind: str, frame: pd.DataFrame) -> int:
@@ -132,28 +151,6 @@ def _load_frame(conn: Connection, kind: str, frame: pd.DataFrame) -> int:
         raise ValidationFailed(f"demo {kind}", prepared.rejects)
     write_prepared(conn, prepared)
     return len(prepared.frame)
-
-
-def _event_deadlines(conn: Connection) -> None:
-    """due_at from each category's limit on the working calendar, clock starting at dispatch."""
-    calendar = work_calendar(get_settings())
-    rows = conn.execute(
-        text("""
-        SELECT e.id, e.dispatched_at, c.time_limit, c.time_unit FROM events e
-        JOIN event_categories c ON c.code = e.category_code
-        WHERE e.dispatched_at IS NOT NULL AND c.time_limit IS NOT NULL""")
-    ).all()
-    due = [
-        {
-            "id": r.id,
-            "due": calendar.due_at(r.dispatched_at, float(r.time_limit), UNIT_OF[r.time_unit]),
-        }
-        for r in rows
-    ]
-    if due:
-        conn.execute(text("CREATE TEMP TABLE tmp_due (id bigint, due timestamptz) ON COMMIT DROP"))
-        conn.execute(text("INSERT INTO tmp_due VALUES (:id, :due)"), due)
-        conn.execute(text("UPDATE events e SET due_at = t.due FROM tmp_due t WHERE e.id = t.id"))
 
 
 def _event_history(conn: Connection) -> None:

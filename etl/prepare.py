@@ -341,7 +341,7 @@ def _events(frame: gpd.GeoDataFrame, ref: Reference, *, level: str | None):  # n
         frame["handling_level"] if "handling_level" in frame else pd.Series(None, index=frame.index)
     )
     frame["handling_level"] = given.fillna(pd.Series(default_level, index=frame.index))
-    for col in ("dispatched_at", "handled_at", "closed_at"):
+    for col in ("dispatched_at", "handled_at", "closed_at", "due_at"):
         if col in frame:
             frame[col], bad = _parse_times(frame[col])
             problems += [(int(i), f"{col} is not a date-time") for i in np.flatnonzero(bad)]

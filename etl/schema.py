@@ -84,6 +84,7 @@ SCHEMAS: dict[str, KindSchema] = {
             "dispatched_at": ("dispatched_at", "派遣时间"),
             "handled_at": ("handled_at", "处置时间", "反馈时间"),
             "closed_at": ("closed_at", "结案时间", "办结时间"),
+            "due_at": ("due_at", "截止时间", "处置时限"),
             "satisfaction": ("satisfaction", "满意度", "评价"),
         },
     ),

@@ -240,7 +240,9 @@ def _times(n: int, end: pd.Timestamp, rng: np.random.Generator) -> pd.Series:
     )
     hour = rng.choice(24, n, p=hour_w / hour_w.sum())
     t = days[day] + pd.to_timedelta(hour * 3600 + rng.integers(0, 3600, n), unit="s")
-    t = pd.Series(t).clip(upper=end - pd.Timedelta(minutes=1))
+    t = pd.Series(t)
+    # today's hours after ``end`` have not happened yet: move those reports a week back
+    t = t.where(t <= end, t - pd.Timedelta(days=7))
     return t.dt.tz_convert(TZ) if t.dt.tz is not None else t.dt.tz_localize(TZ)
 
 
