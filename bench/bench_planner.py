@@ -64,37 +64,11 @@ def run_ours(blocks: gpd.GeoDataFrame, seed: int) -> dict[str, Any]:
     return {"s": seconds, "out": out, "pp": pp, "regions": regions}
 
 
-def _spopt_worker(n: int, seed: int, conn: Any) -> None:
-    import warnings
-
-    from libpysal.weights import Rook
-    from spopt.region import MaxPHeuristic
-
-    warnings.filterwarnings("ignore")
-    blocks = lattice(n, seed)
-    start = time.perf_counter()
-    weights = Rook.from_dataframe(blocks, use_index=False, silence_warnings=True)
-    model = MaxPHeuristic(blocks, weights, ["x", "y"], "households", BAND[0], top_n=2)
-    model.solve()
-    conn.send((time.perf_counter() - start, np.asarray(model.labels_).tolist()))
-    conn.close()
-
-
 def run_spopt(blocks: gpd.GeoDataFrame, n: int, seed: int, timeout: float) -> dict[str, Any]:
-    ctx = mp.get_context("spawn")
-    here, there = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_spopt_worker, args=(n, seed, there), daemon=True)
-    proc.start()
-    there.close()
-    result = here.recv() if here.poll(timeout) else None
-    if result is None:
-        proc.kill()  # only the worker this run started
-    proc.join()
-    if result is None:
-        return {"s": None, "out": None, "pp": None, "regions": None}
-    seconds, labels = result
-    out, pp, regions = score(blocks, labels)
-    return {"s": seconds, "out": out, "pp": pp, "regions": regions}
+    out = run_spopt_frame(blocks, seed, timeout)
+    if out["s"] is None:
+        return {**out, "regions": None}
+    return out
 
 
 def fmt(value: Any, spec: str) -> str:
@@ -243,10 +217,10 @@ def run_spopt_frame(blocks: gpd.GeoDataFrame, seed: int, timeout: float) -> dict
             proc.kill()
         proc.join()
     if result is None:
-        return {"s": None, "out": None, "pp": None}
+        return {"s": None, "out": None, "pp": None, "regions": None}
     seconds, labels = result
-    out, pp, _ = score(frame, labels)
-    return {"s": seconds, "out": out, "pp": pp}
+    out, pp, regions = score(frame, labels)
+    return {"s": seconds, "out": out, "pp": pp, "regions": regions}
 
 
 if __name__ == "__main__":
