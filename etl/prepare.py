@@ -339,8 +339,8 @@ def _events(frame: gpd.GeoDataFrame, ref: Reference, *, level: str | None):  # n
     default_level = np.where(emergency.fillna(False).astype(bool), "county", "grid")
     given = (
         frame["handling_level"] if "handling_level" in frame else pd.Series(None, index=frame.index)
-    )
-    frame["handling_level"] = given.fillna(pd.Series(default_level, index=frame.index))
+    ).astype(object)
+    frame["handling_level"] = given.where(given.map(_present), default_level)
     for col in ("dispatched_at", "handled_at", "closed_at", "due_at"):
         if col in frame:
             frame[col], bad = _parse_times(frame[col])

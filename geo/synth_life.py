@@ -231,7 +231,7 @@ CHANNEL_LABELS = {
 def _times(n: int, end: pd.Timestamp, rng: np.random.Generator) -> pd.Series:
     start = end - pd.Timedelta(days=365)
     days = pd.date_range(start.normalize(), end.normalize(), freq="D")
-    weight = np.where(days.dayofweek >= 5, 0.6, 1.0) * (
+    weight = np.where(days.day_of_week >= 5, 0.6, 1.0) * (
         1 + 0.15 * np.sin(np.arange(len(days)) / 58.0)
     )
     day = rng.choice(len(days), n, p=weight / weight.sum())
