@@ -169,7 +169,9 @@ def _outline(outline: object) -> tuple[shapely.Geometry, str, str]:
     elif isinstance(outline, shapely.Geometry):
         geom = outline
     else:
-        raise SynthInputError(f"outline must be a shapely geometry or GeoSeries/GeoDataFrame, got {type(outline).__name__}")
+        raise SynthInputError(
+            f"outline must be a shapely geometry or GeoSeries/GeoDataFrame, got {type(outline).__name__}"
+        )
     if geom.is_empty or geom.geom_type not in ("Polygon", "MultiPolygon"):
         raise SynthInputError(f"outline must be a non-empty (Multi)Polygon, got {geom.geom_type}")
     x0, y0, x1, y1 = geom.bounds
@@ -195,7 +197,9 @@ def _divisions(divisions: pd.DataFrame, county_code: str) -> tuple[pd.DataFrame,
         raise SynthInputError(f"townships must share one county parent, got {sorted(parents)}")
     for row in comms.itertuples():
         if row.parent_code not in set(towns["code"]) or not row.code.startswith(row.parent_code):
-            raise SynthInputError(f"community {row.code} {row.name}: parent {row.parent_code} is not a township")
+            raise SynthInputError(
+                f"community {row.code} {row.name}: parent {row.parent_code} is not a township"
+            )
     empty = set(towns["code"]) - set(comms["parent_code"])
     if empty:
         raise SynthInputError(f"township(s) {sorted(empty)} have no community or village")
@@ -204,7 +208,9 @@ def _divisions(divisions: pd.DataFrame, county_code: str) -> tuple[pd.DataFrame,
         street=towns["code"].str[6] == "0",
     )
     if not towns["street"].any() and not (towns["code"].str[6] == "1").any():
-        raise SynthInputError("divisions need a street (街道) or a town (镇) to hold the county seat")
+        raise SynthInputError(
+            "divisions need a street (街道) or a town (镇) to hold the county seat"
+        )
     seat_town = towns.index[~towns["street"]][0] if (~towns["street"]).any() else towns.index[0]
     towns["seat_town"] = towns.index == seat_town
     town_idx = pd.Series(towns.index, index=towns["code"])
@@ -214,7 +220,9 @@ def _divisions(divisions: pd.DataFrame, county_code: str) -> tuple[pd.DataFrame,
         short=comms["name"].str.replace(r"(居民委员会|民委员会|委员会)$", "", regex=True),
     )
     comms["street"] = towns["street"].to_numpy()[comms["town"]]
-    comms["core"] = comms["urban"] & (comms["street"] | towns["seat_town"].to_numpy()[comms["town"]])
+    comms["core"] = comms["urban"] & (
+        comms["street"] | towns["seat_town"].to_numpy()[comms["town"]]
+    )
     return towns, comms
 
 
@@ -231,16 +239,32 @@ def _categories(categories: pd.DataFrame) -> pd.DataFrame:
     if missing:
         raise SynthInputError(f"categories lack column(s) {sorted(missing)}")
     frame = categories.assign(
-        code=categories["code"].map(_code_text), parent_code=categories["parent_code"].map(_code_text)
+        code=categories["code"].map(_code_text),
+        parent_code=categories["parent_code"].map(_code_text),
     )
-    frame["code"] = [c.zfill(2 if p == "" else 4) for c, p in zip(frame["code"], frame["parent_code"], strict=True)]
+    frame["code"] = [
+        c.zfill(2 if p == "" else 4)
+        for c, p in zip(frame["code"], frame["parent_code"], strict=True)
+    ]
     leaves = frame[~frame["code"].isin(frame["parent_code"])].reset_index(drop=True)
-    leaves["emergency"] = leaves["emergency"].map(lambda v: str(v).strip().lower() in ("true", "1", "yes"))
+    leaves["emergency"] = leaves["emergency"].map(
+        lambda v: str(v).strip().lower() in ("true", "1", "yes")
+    )
     leaves["time_limit"] = pd.to_numeric(leaves["time_limit"], errors="coerce")
     for row in leaves.itertuples():
-        if pd.isna(row.time_limit) or row.time_unit not in ("work_hours", "work_days", "hours", "days", "clock_hours"):
-            raise SynthInputError(f"category {row.code}: needs a time_limit and a time_unit (work_hours/work_days)")
-    leaves["default_priority"] = pd.to_numeric(leaves["default_priority"], errors="coerce").fillna(3).astype(int)
+        if pd.isna(row.time_limit) or row.time_unit not in (
+            "work_hours",
+            "work_days",
+            "hours",
+            "days",
+            "clock_hours",
+        ):
+            raise SynthInputError(
+                f"category {row.code}: needs a time_limit and a time_unit (work_hours/work_days)"
+            )
+    leaves["default_priority"] = (
+        pd.to_numeric(leaves["default_priority"], errors="coerce").fillna(3).astype(int)
+    )
     if "name" not in leaves:
         leaves["name"] = leaves["code"]
     return leaves
@@ -265,7 +289,9 @@ def _to_storage(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
 def _as_multi(geoms: G) -> G:
     out = np.asarray(geoms, dtype=object).copy()
     single = shapely.get_type_id(out) == 3
-    out[single] = shapely.multipolygons(out[single][:, None].tolist()) if single.any() else out[single]
+    out[single] = (
+        shapely.multipolygons(out[single][:, None].tolist()) if single.any() else out[single]
+    )
     return out
 
 
@@ -325,7 +351,15 @@ def _sample_inside(polys: G, which: I, rng: np.random.Generator, rounds: int = 6
     return out
 
 
-def _kmeans(xy: F, k: int, rng: np.random.Generator, *, weights: F | None = None, fixed: F | None = None, iters: int = 25) -> I:
+def _kmeans(
+    xy: F,
+    k: int,
+    rng: np.random.Generator,
+    *,
+    weights: F | None = None,
+    fixed: F | None = None,
+    iters: int = 25,
+) -> I:
     """Weighted k-means labels (k-means++ start; rows of ``fixed`` are centres that never move)."""
     n = len(xy)
     if k >= n:
@@ -394,7 +428,9 @@ class _Plan:
     grids: pd.DataFrame  # comm, households, n_mg, special, problem, label
 
 
-def _plan_households(towns: pd.DataFrame, comms: pd.DataFrame, rng: np.random.Generator, scale: float) -> _Plan:
+def _plan_households(
+    towns: pd.DataFrame, comms: pd.DataFrame, rng: np.random.Generator, scale: float
+) -> _Plan:
     """Grids per community and households per grid (problems and special grids included)."""
     n_grids = _grid_counts(comms, rng)
     comm_of = np.repeat(np.arange(len(comms)), n_grids)
@@ -432,7 +468,14 @@ def _plan_households(towns: pd.DataFrame, comms: pd.DataFrame, rng: np.random.Ge
     n_mg = np.maximum(1, np.round(hh / per_mg)).astype(np.int64)
     n_mg[special] = 1
     grids = pd.DataFrame(
-        {"comm": comm_of, "households": hh, "n_mg": n_mg, "special": special, "problem": problem, "label": label}
+        {
+            "comm": comm_of,
+            "households": hh,
+            "n_mg": n_mg,
+            "special": special,
+            "problem": problem,
+            "label": label,
+        }
     )
     return _Plan(grids)
 
@@ -441,7 +484,11 @@ def _grid_counts(comms: pd.DataFrame, rng: np.random.Generator) -> I:
     """One grid per village and town community (a few two); streets' communities share the rest."""
     urban, street = comms["urban"].to_numpy(), comms["street"].to_numpy()
     n = np.ones(len(comms), dtype=np.int64)
-    villages, towns_urban, core = np.flatnonzero(~urban), np.flatnonzero(urban & ~street), np.flatnonzero(urban & street)
+    villages, towns_urban, core = (
+        np.flatnonzero(~urban),
+        np.flatnonzero(urban & ~street),
+        np.flatnonzero(urban & street),
+    )
     n[rng.choice(villages, min(10, len(villages)), replace=False)] = 2
     n[rng.choice(towns_urban, min(2, len(towns_urban)), replace=False)] = 2
     if len(core):
@@ -451,7 +498,9 @@ def _grid_counts(comms: pd.DataFrame, rng: np.random.Generator) -> I:
     return n
 
 
-def _split_counts(total: I, parts: I, rng: np.random.Generator, *, lo: int = 30, hi: int = 100) -> I:
+def _split_counts(
+    total: I, parts: I, rng: np.random.Generator, *, lo: int = 30, hi: int = 100
+) -> I:
     """Split each ``total[g]`` into ``parts[g]`` positive integers that sum exactly, jittered
     but kept inside [lo, hi] whenever the even split is; returns them concatenated by g."""
     group = np.repeat(np.arange(len(total)), parts)
@@ -488,7 +537,9 @@ class _Lattice:
         return np.round((self.centre + local @ _rotation(self.angle).T) / _PREC) * _PREC
 
     def blocks(self) -> G:
-        corners = [self.node(self.i + a, self.j + b) for a, b in ((0, 0), (1, 0), (1, 1), (0, 1), (0, 0))]
+        corners = [
+            self.node(self.i + a, self.j + b) for a, b in ((0, 0), (1, 0), (1, 1), (0, 1), (0, 0))
+        ]
         return shapely.polygons(np.stack(corners, axis=1))
 
 
@@ -506,11 +557,19 @@ class _Territory:
     county_geom: shapely.Geometry
 
 
-def _territory(county: shapely.Geometry, towns: pd.DataFrame, comms: pd.DataFrame, plan: _Plan, rng: np.random.Generator) -> _Territory:
+def _territory(
+    county: shapely.Geometry,
+    towns: pd.DataFrame,
+    comms: pd.DataFrame,
+    plan: _Plan,
+    rng: np.random.Generator,
+) -> _Territory:
     core = _transform(shapely.Point(SEAT_LONLAT), STORAGE_EPSG, WORK_EPSG)
     if not county.buffer(-3000).contains(core):
-        core = shapely.point_on_surface(county.buffer(-3000) if not county.buffer(-3000).is_empty else county)
-    seats = _seats(county, towns, np.array(core.coords[0]), rng)
+        core = shapely.point_on_surface(
+            county.buffer(-3000) if not county.buffer(-3000).is_empty else county
+        )
+    seats = _seats(county, towns, np.array(shapely.get_coordinates(core)[0]), rng)
     grids = plan.grids.copy()
     lattices = _lattices(county, towns, comms, grids, seats, rng)
     atoms = _atoms(county, seats, lattices, rng)
@@ -522,7 +581,9 @@ def _territory(county: shapely.Geometry, towns: pd.DataFrame, comms: pd.DataFram
     comm_geom = _union_groups(grid_geom, grids["comm"].to_numpy(), len(comms))
     town_geom = _union_groups(comm_geom, comms["town"].to_numpy(), len(towns))
     county_geom = _union_groups(town_geom, np.zeros(len(towns), dtype=np.int64), 1)[0]
-    terr = _Territory(county, seats, lattices, grids, mgs, mg_geom, grid_geom, comm_geom, town_geom, county_geom)
+    terr = _Territory(
+        county, seats, lattices, grids, mgs, mg_geom, grid_geom, comm_geom, town_geom, county_geom
+    )
     _name_units(terr, comms)
     return terr
 
@@ -532,8 +593,16 @@ def _seats(county: shapely.Geometry, towns: pd.DataFrame, core: F, rng: np.rando
     pts = _jittered_grid(county, 1500.0, rng)
     rural = np.flatnonzero(~towns["street"].to_numpy() & ~towns["seat_town"].to_numpy())
     labels = _kmeans(pts, len(rural) + 1, rng, fixed=core[None])
-    centres = np.stack([pts[labels == c].mean(0) for c in range(1, len(rural) + 1)]) if len(rural) else np.empty((0, 2))
-    inside = shapely.contains_xy(county, centres[:, 0], centres[:, 1]) if len(rural) else np.ones(0, bool)
+    centres = (
+        np.stack([pts[labels == c].mean(0) for c in range(1, len(rural) + 1)])
+        if len(rural)
+        else np.empty((0, 2))
+    )
+    inside = (
+        shapely.contains_xy(county, centres[:, 0], centres[:, 1])
+        if len(rural)
+        else np.ones(0, bool)
+    )
     for c in np.flatnonzero(~inside):  # a concave township: use its member point nearest the mean
         members = pts[labels == c + 1]
         centres[c] = members[((members - centres[c]) ** 2).sum(1).argmin()]
@@ -544,17 +613,23 @@ def _seats(county: shapely.Geometry, towns: pd.DataFrame, core: F, rng: np.rando
 
 def _jittered_grid(region: shapely.Geometry, spacing: float, rng: np.random.Generator) -> F:
     x0, y0, x1, y1 = region.bounds
-    gx, gy = np.meshgrid(np.arange(x0, x1, spacing) + spacing / 2, np.arange(y0, y1, spacing) + spacing / 2)
+    gx, gy = np.meshgrid(
+        np.arange(x0, x1, spacing) + spacing / 2, np.arange(y0, y1, spacing) + spacing / 2
+    )
     x = gx.ravel() + rng.uniform(-0.45, 0.45, gx.size) * spacing
     y = gy.ravel() + rng.uniform(-0.45, 0.45, gy.size) * spacing
     keep = shapely.contains_xy(region, x, y)
     return np.column_stack([x[keep], y[keep]])
 
 
-_STREET_WORDS = list("人民建设解放新华团结胜利和平滨河红旗东风文化育才光明朝阳振兴幸福兴隆长安复兴友谊民主健康青年工农中山城南城北河西金山翠屏")
+_STREET_WORDS = list(
+    "人民建设解放新华团结胜利和平滨河红旗东风文化育才光明朝阳振兴幸福兴隆长安复兴友谊民主健康青年工农中山城南城北河西金山翠屏"
+)
 
 
-def _street_names(rng: np.random.Generator, lo: int, hi: int, suffixes: tuple[str, str], main_every: int) -> dict[int, str]:
+def _street_names(
+    rng: np.random.Generator, lo: int, hi: int, suffixes: tuple[str, str], main_every: int
+) -> dict[int, str]:
     words = [a + b for a, b in zip(_STREET_WORDS[::2], _STREET_WORDS[1::2], strict=True)]
     picks = rng.permutation(len(words))
     names = {}
@@ -564,30 +639,56 @@ def _street_names(rng: np.random.Generator, lo: int, hi: int, suffixes: tuple[st
     return names
 
 
-def _lattices(county: shapely.Geometry, towns: pd.DataFrame, comms: pd.DataFrame, grids: pd.DataFrame, seats: F, rng: np.random.Generator) -> list[_Lattice]:
+def _lattices(
+    county: shapely.Geometry,
+    towns: pd.DataFrame,
+    comms: pd.DataFrame,
+    grids: pd.DataFrame,
+    seats: F,
+    rng: np.random.Generator,
+) -> list[_Lattice]:
     """Street lattices: the county seat's core (streets + seat town 社区) and one per town."""
     urban = comms["urban"].to_numpy()
-    blocks_of_comm = grids.groupby("comm")["n_mg"].sum().reindex(range(len(comms)), fill_value=0).to_numpy()
+    blocks_of_comm = (
+        grids.groupby("comm")["n_mg"].sum().reindex(range(len(comms)), fill_value=0).to_numpy()
+    )
     groups: list[tuple[int, NDArray[np.int64]]] = []
     core_comms = np.flatnonzero(comms["core"].to_numpy())
     if len(core_comms):
-        groups.append((int(np.flatnonzero(towns["seat_town"].to_numpy() | towns["street"].to_numpy())[0]), core_comms))
-    for t in np.flatnonzero(~towns["street"].to_numpy() & ~towns["seat_town"].to_numpy()):
-        members = np.flatnonzero(urban & (comms["town"].to_numpy() == t))
+        groups.append(
+            (
+                int(np.flatnonzero(towns["seat_town"].to_numpy() | towns["street"].to_numpy())[0]),
+                core_comms,
+            )
+        )
+    for town in np.flatnonzero(~towns["street"].to_numpy() & ~towns["seat_town"].to_numpy()):
+        members = np.flatnonzero(urban & (comms["town"].to_numpy() == town))
         if len(members):
-            groups.append((int(t), members))
+            groups.append((int(town), members))
     taken = shapely.Polygon()
     out = []
     for k, (t, members) in enumerate(groups):
         spacing = 130.0 if k == 0 else float(rng.uniform(100, 125))
-        lat = _place_lattice(county, taken, seats[t], int(blocks_of_comm[members].sum()), spacing, rng, t)
+        lat = _place_lattice(
+            county, taken, seats[t], int(blocks_of_comm[members].sum()), spacing, rng, t
+        )
         _split_lattice(lat, members, comms, grids)
-        taken = shapely.union_all([taken, shapely.box(*shapely.total_bounds(lat.blocks())).buffer(600)])
+        taken = shapely.union_all(
+            [taken, shapely.box(*shapely.total_bounds(lat.blocks())).buffer(600)]
+        )
         out.append(lat)
     return out
 
 
-def _place_lattice(county: shapely.Geometry, taken: shapely.Geometry, centre: F, n: int, spacing: float, rng: np.random.Generator, town: int) -> _Lattice:
+def _place_lattice(
+    county: shapely.Geometry,
+    taken: shapely.Geometry,
+    centre: F,
+    n: int,
+    spacing: float,
+    rng: np.random.Generator,
+    town: int,
+) -> _Lattice:
     angle = float(rng.uniform(-0.5, 0.5))
     aspect = float(rng.uniform(1.0, 1.7))
     r = int(np.ceil(np.sqrt(n) * aspect)) + 4
@@ -602,8 +703,12 @@ def _place_lattice(county: shapely.Geometry, taken: shapely.Geometry, centre: F,
     pick = np.flatnonzero(ok)[np.argsort(score[ok], kind="stable")[:n]]
     lat.i, lat.j, lat.mg = i[pick], j[pick], np.full(n, -1)
     lat.main_every = 4 if n > 60 else 3
-    lat.u_names = _street_names(rng, int(lat.j.min()), int(lat.j.max()) + 1, ("路", "街"), lat.main_every)
-    lat.v_names = _street_names(rng, int(lat.i.min()), int(lat.i.max()) + 1, ("大道", "巷"), lat.main_every)
+    lat.u_names = _street_names(
+        rng, int(lat.j.min()), int(lat.j.max()) + 1, ("路", "街"), lat.main_every
+    )
+    lat.v_names = _street_names(
+        rng, int(lat.i.min()), int(lat.i.max()) + 1, ("大道", "巷"), lat.main_every
+    )
     return lat
 
 
@@ -639,7 +744,9 @@ class _Atoms:
     adj: tuple[I, I]
 
 
-def _atoms(county: shapely.Geometry, seats: F, lattices: list[_Lattice], rng: np.random.Generator) -> _Atoms:
+def _atoms(
+    county: shapely.Geometry, seats: F, lattices: list[_Lattice], rng: np.random.Generator
+) -> _Atoms:
     """Lattice blocks plus Voronoi cells of seed points (denser near seats) over the rest."""
     blocks = np.concatenate([lat.blocks() for lat in lattices]) if lattices else np.empty(0, object)
     urban = shapely.union_all(blocks, grid_size=_PREC) if len(blocks) else shapely.Polygon()
@@ -649,8 +756,14 @@ def _atoms(county: shapely.Geometry, seats: F, lattices: list[_Lattice], rng: np
     keep = rng.random(len(pts)) < 0.3 + 0.7 * np.exp(-(d**2) / (2 * 2500.0**2))
     pts = pts[keep]
     x0, y0, x1, y1 = county.bounds
-    cells = shapely.get_parts(shapely.voronoi_polygons(shapely.multipoints(pts), extend_to=shapely.box(x0 - 5e4, y0 - 5e4, x1 + 5e4, y1 + 5e4), ordered=True))
-    cells = _snap(cells)
+    cells = shapely.get_parts(
+        shapely.voronoi_polygons(
+            shapely.multipoints(pts),
+            extend_to=shapely.box(x0 - 5e4, y0 - 5e4, x1 + 5e4, y1 + 5e4),
+            ordered=True,
+        )
+    )
+    cells = np.asarray(_snap(cells), dtype=object)
     shapely.prepare(rural_region)
     inside = shapely.contains(rural_region, cells)
     cells[~inside] = shapely.intersection(cells[~inside], rural_region, grid_size=_PREC)
@@ -659,8 +772,12 @@ def _atoms(county: shapely.Geometry, seats: F, lattices: list[_Lattice], rng: np
     cells = cells[shapely.area(cells) > 0]
     geoms = np.concatenate([blocks, cells])
     n_blocks = len(blocks)
-    lat_id = np.concatenate([np.full(len(lat.i), k) for k, lat in enumerate(lattices)] + [np.full(len(cells), -1)]).astype(np.int64)
-    index = np.concatenate([np.arange(len(lat.i)) for lat in lattices] + [np.full(len(cells), -1)]).astype(np.int64)
+    lat_id = np.concatenate(
+        [np.full(len(lat.i), k) for k, lat in enumerate(lattices)] + [np.full(len(cells), -1)]
+    ).astype(np.int64)
+    index = np.concatenate(
+        [np.arange(len(lat.i)) for lat in lattices] + [np.full(len(cells), -1)]
+    ).astype(np.int64)
     xy = shapely.get_coordinates(shapely.centroid(geoms))
     block = np.arange(len(geoms)) < n_blocks
     return _Atoms(geoms, xy, shapely.area(geoms), block, lat_id, index, _adjacency(geoms))
@@ -673,13 +790,24 @@ def _adjacency(geoms: G) -> tuple[I, I]:
     keep = a < b
     a, b = a[keep], b[keep]
     rel = shapely.relate(geoms[a], geoms[b])
-    edge = np.array([r[4] == "1" or r[0] == "2" for r in rel], dtype=bool) if len(rel) else np.zeros(0, bool)
+    edge = (
+        np.array([r[4] == "1" or r[0] == "2" for r in rel], dtype=bool)
+        if len(rel)
+        else np.zeros(0, bool)
+    )
     a, b = a[edge], b[edge]
     return np.concatenate([a, b]).astype(np.int64), np.concatenate([b, a]).astype(np.int64)
 
 
-
-def _assign(atoms: _Atoms, towns: pd.DataFrame, comms: pd.DataFrame, grids: pd.DataFrame, seats: F, lattices: list[_Lattice], rng: np.random.Generator) -> tuple[I, I]:
+def _assign(
+    atoms: _Atoms,
+    towns: pd.DataFrame,
+    comms: pd.DataFrame,
+    grids: pd.DataFrame,
+    seats: F,
+    lattices: list[_Lattice],
+    rng: np.random.Generator,
+) -> tuple[I, I]:
     """Grid and local micro-grid label of every atom (township -> village -> grid -> micro-grid)."""
     rural = ~atoms.block
     grid_of = np.full(len(atoms.geoms), -1, dtype=np.int64)
@@ -697,22 +825,30 @@ def _assign(atoms: _Atoms, towns: pd.DataFrame, comms: pd.DataFrame, grids: pd.D
         if not len(sel):
             continue
         if not len(villages):
-            raise SynthError(f"township {towns['code'].iloc[t]} has rural land but no village to hold it")
-        comm[sel] = villages[_parts(atoms, sel, len(villages), rng, what=f"township {towns['code'].iloc[t]}")]
+            raise SynthError(
+                f"township {towns['code'].iloc[t]} has rural land but no village to hold it"
+            )
+        comm[sel] = villages[
+            _parts(atoms, sel, len(villages), rng, what=f"township {towns['code'].iloc[t]}")
+        ]
     comm = _contiguous(comm, town, atoms, rural)
     for c in np.unique(comm[rural]):
         sel = np.flatnonzero(rural & (comm == c))
         gids = np.flatnonzero(comm_grid == c)
-        grid_of[sel] = gids[_parts(atoms, sel, len(gids), rng, what=f"community {comms['code'].iloc[c]}")]
+        grid_of[sel] = gids[
+            _parts(atoms, sel, len(gids), rng, what=f"community {comms['code'].iloc[c]}")
+        ]
     grid_of = _contiguous(grid_of, comm, atoms, rural)
     local = np.zeros(len(atoms.geoms), dtype=np.int64)
     n_mg = grids["n_mg"].to_numpy()
     for g in np.unique(grid_of[rural]):
         sel = np.flatnonzero(rural & (grid_of == g))
-        local[sel] = _kmeans(atoms.xy[sel], min(int(n_mg[g]), len(sel)), rng, weights=atoms.area[sel])
+        local[sel] = _kmeans(
+            atoms.xy[sel], min(int(n_mg[g]), len(sel)), rng, weights=atoms.area[sel]
+        )
     key = grid_of * 100_000 + local
     local = _contiguous(key, grid_of, atoms, rural) % 100_000
-    for k, lat in enumerate(lattices):
+    for k in range(len(lattices)):
         sel = atoms.block & (atoms.lattice == k)
         local[sel] = atoms.index[sel]  # one micro-grid per block; renumbered later
     return grid_of, local
@@ -751,7 +887,9 @@ def _contiguous(labels: I, parent: I, atoms: _Atoms, movable: B) -> I:
         minor &= np.bincount(comp, weights=~movable, minlength=n_comp) == 0
         if not minor.any():
             break
-        cand = minor[comp[i]] & ~minor[comp[j]] & (parent[i] == parent[j]) & (labels[i] != labels[j])
+        cand = (
+            minor[comp[i]] & ~minor[comp[j]] & (parent[i] == parent[j]) & (labels[i] != labels[j])
+        )
         src, first = np.unique(comp[i[cand]], return_index=True)
         if not len(src):
             break
@@ -761,7 +899,14 @@ def _contiguous(labels: I, parent: I, atoms: _Atoms, movable: B) -> I:
     return labels
 
 
-def _micro_grid_table(grids: pd.DataFrame, grid_of: I, local: I, atoms: _Atoms, lattices: list[_Lattice], rng: np.random.Generator) -> tuple[pd.DataFrame, I]:
+def _micro_grid_table(
+    grids: pd.DataFrame,
+    grid_of: I,
+    local: I,
+    atoms: _Atoms,
+    lattices: list[_Lattice],
+    rng: np.random.Generator,
+) -> tuple[pd.DataFrame, I]:
     """One row per (grid, local label) with its households; the micro-grid id of every atom."""
     pairs, mg_of = np.unique(np.column_stack([grid_of, local]), axis=0, return_inverse=True)
     mg_of = mg_of.ravel()
@@ -799,29 +944,88 @@ def _reading_order(geoms: G, parent: I, parent_geoms: G) -> I:
 def _name_units(terr: _Territory, comms: pd.DataFrame) -> None:
     grids, mgs = terr.grids, terr.mgs
     gseq = _reading_order(terr.grid_geom, grids["comm"].to_numpy(), terr.comm_geom)
-    grids["code"] = comms["code"].to_numpy()[grids["comm"]] + pd.Series(gseq).map("{:03d}".format).to_numpy()
+    grids["code"] = (
+        comms["code"].to_numpy()[grids["comm"]] + pd.Series(gseq).map("{:03d}".format).to_numpy()
+    )
     short = comms["short"].to_numpy()[grids["comm"]]
-    grids["name"] = [f"{s}{lab}专属网格" if sp else f"{s}第{q}网格" for s, q, sp, lab in zip(short, gseq, grids["special"], grids["label"], strict=True)]
-    grids["kind"] = np.where(grids["special"], "special", np.where(comms["urban"].to_numpy()[grids["comm"]], "urban", "rural"))
+    grids["name"] = [
+        f"{s}{lab}专属网格" if sp else f"{s}第{q}网格"
+        for s, q, sp, lab in zip(short, gseq, grids["special"], grids["label"], strict=True)
+    ]
+    grids["kind"] = np.where(
+        grids["special"],
+        "special",
+        np.where(comms["urban"].to_numpy()[grids["comm"]], "urban", "rural"),
+    )
     mseq = _reading_order(terr.mg_geom, mgs["grid"].to_numpy(), terr.grid_geom)
     mgs["seq"] = mseq
-    mgs["code"] = grids["code"].to_numpy()[mgs["grid"]] + pd.Series(mseq).map("{:03d}".format).to_numpy()
-    mgs["name"] = [f"{g}{q}号微网格" for g, q in zip(grids["name"].to_numpy()[mgs["grid"]], mseq, strict=True)]
+    mgs["code"] = (
+        grids["code"].to_numpy()[mgs["grid"]] + pd.Series(mseq).map("{:03d}".format).to_numpy()
+    )
+    mgs["name"] = [
+        f"{g}{q}号微网格" for g, q in zip(grids["name"].to_numpy()[mgs["grid"]], mseq, strict=True)
+    ]
     mgs["kind"] = grids["kind"].to_numpy()[mgs["grid"]]
 
 
-def _units_frame(terr: _Territory, towns: pd.DataFrame, comms: pd.DataFrame, county_code: str, county_name: str) -> gpd.GeoDataFrame:
+def _units_frame(
+    terr: _Territory, towns: pd.DataFrame, comms: pd.DataFrame, county_code: str, county_name: str
+) -> gpd.GeoDataFrame:
     code = county_code or str(towns["parent_code"].iloc[0])
     rows = [
-        pd.DataFrame({"code": [code], "name": [county_name or code], "level": "county", "kind": "urban", "parent_code": [None]}),
-        pd.DataFrame({"code": towns["code"], "name": towns["name"], "level": "township", "kind": np.where(towns["street"], "urban", "rural"), "parent_code": code}),
-        pd.DataFrame({"code": comms["code"], "name": comms["name"], "level": "community", "kind": np.where(comms["urban"], "urban", "rural"), "parent_code": comms["parent_code"]}),
-        pd.DataFrame({"code": terr.grids["code"], "name": terr.grids["name"], "level": "grid", "kind": terr.grids["kind"], "parent_code": comms["code"].to_numpy()[terr.grids["comm"]]}),
-        pd.DataFrame({"code": terr.mgs["code"], "name": terr.mgs["name"], "level": "microgrid", "kind": terr.mgs["kind"], "parent_code": terr.grids["code"].to_numpy()[terr.mgs["grid"]]}),
+        pd.DataFrame(
+            {
+                "code": [code],
+                "name": [county_name or code],
+                "level": "county",
+                "kind": "urban",
+                "parent_code": [None],
+            }
+        ),
+        pd.DataFrame(
+            {
+                "code": towns["code"],
+                "name": towns["name"],
+                "level": "township",
+                "kind": np.where(towns["street"], "urban", "rural"),
+                "parent_code": code,
+            }
+        ),
+        pd.DataFrame(
+            {
+                "code": comms["code"],
+                "name": comms["name"],
+                "level": "community",
+                "kind": np.where(comms["urban"], "urban", "rural"),
+                "parent_code": comms["parent_code"],
+            }
+        ),
+        pd.DataFrame(
+            {
+                "code": terr.grids["code"],
+                "name": terr.grids["name"],
+                "level": "grid",
+                "kind": terr.grids["kind"],
+                "parent_code": comms["code"].to_numpy()[terr.grids["comm"]],
+            }
+        ),
+        pd.DataFrame(
+            {
+                "code": terr.mgs["code"],
+                "name": terr.mgs["name"],
+                "level": "microgrid",
+                "kind": terr.mgs["kind"],
+                "parent_code": terr.grids["code"].to_numpy()[terr.mgs["grid"]],
+            }
+        ),
     ]
-    geoms = np.concatenate([[terr.county_geom], terr.town_geom, terr.comm_geom, terr.grid_geom, terr.mg_geom])
+    geoms = np.concatenate(
+        [[terr.county_geom], terr.town_geom, terr.comm_geom, terr.grid_geom, terr.mg_geom]
+    )
     frame = pd.concat(rows, ignore_index=True)
-    frame["parent_code"] = frame["parent_code"].astype(object).where(frame["parent_code"].notna(), None)
+    frame["parent_code"] = (
+        frame["parent_code"].astype(object).where(frame["parent_code"].notna(), None)
+    )
     return _to_storage(gpd.GeoDataFrame(frame, geometry=_as_multi(geoms), crs=WORK_EPSG))
 
 
@@ -838,7 +1042,13 @@ class _Buildings:
     village_centres: F  # per community: centre of its largest hamlet or block (for roads)
 
 
-def _buildings(terr: _Territory, towns: pd.DataFrame, comms: pd.DataFrame, county: shapely.Geometry, rng: np.random.Generator) -> _Buildings:
+def _buildings(
+    terr: _Territory,
+    towns: pd.DataFrame,
+    comms: pd.DataFrame,
+    county: shapely.Geometry,
+    rng: np.random.Generator,
+) -> _Buildings:
     urban = _urban_buildings(terr, towns, comms, rng)
     rural = _rural_houses(terr, towns, comms, rng)
     stray = _strays(terr, towns, comms, county, rng)
@@ -848,8 +1058,12 @@ def _buildings(terr: _Territory, towns: pd.DataFrame, comms: pd.DataFrame, count
     order = np.lexsort((frame["rank"].to_numpy(), frame["mg_code"].to_numpy(), comm))
     frame = frame.iloc[order].reset_index(drop=True)
     seq = frame.groupby("comm").cumcount().to_numpy() + 1
-    frame["code"] = comms["code"].to_numpy()[frame["comm"]] + pd.Series(seq).map("{:05d}".format).to_numpy()
-    frame["residents"] = np.round(frame["households"] * rng.uniform(2.3, 3.0, len(frame))).astype(np.int64)
+    frame["code"] = (
+        comms["code"].to_numpy()[frame["comm"]] + pd.Series(seq).map("{:05d}".format).to_numpy()
+    )
+    frame["residents"] = np.round(frame["households"] * rng.uniform(2.3, 3.0, len(frame))).astype(
+        np.int64
+    )
     centres = _village_centres(frame, len(comms))
     cols = ["code", "address", "floors", "households", "residents"]
     gdf = gpd.GeoDataFrame(frame[cols], geometry=frame["geometry"].to_numpy(), crs=WORK_EPSG)
@@ -858,35 +1072,62 @@ def _buildings(terr: _Territory, towns: pd.DataFrame, comms: pd.DataFrame, count
 
 def _prefix(towns: pd.DataFrame, comms: pd.DataFrame) -> G:
     """Address prefix of each community: township name + community short name."""
-    return (towns["name"].to_numpy()[comms["town"].to_numpy()] + comms["short"].to_numpy()).astype(object)
+    return (towns["name"].to_numpy()[comms["town"].to_numpy()] + comms["short"].to_numpy()).astype(
+        object
+    )
 
 
 def _join(*parts: object) -> G:
     """Element-wise string concatenation of arrays and scalars."""
     out = pd.Series([""] * max(len(p) for p in parts if isinstance(p, np.ndarray)), dtype=object)
     for part in parts:
-        out = out + (pd.Series(part, dtype=object).astype(str).to_numpy() if isinstance(part, np.ndarray) else str(part))
+        out = out + (
+            pd.Series(part, dtype=object).astype(str).to_numpy()
+            if isinstance(part, np.ndarray)
+            else str(part)
+        )
     return out.to_numpy(dtype=object)
 
 
 def _village_centres(frame: pd.DataFrame, n_comms: int) -> F:
     pts = shapely.get_coordinates(shapely.centroid(frame["geometry"].to_numpy()))
     inside = frame["mg"].to_numpy() >= 0
-    df = pd.DataFrame({"comm": frame["comm"].to_numpy()[inside], "hamlet": frame["hamlet"].to_numpy()[inside], "x": pts[inside, 0], "y": pts[inside, 1]})
-    sizes = df.groupby(["comm", "hamlet"]).agg(n=("x", "size"), x=("x", "mean"), y=("y", "mean")).reset_index()
-    best = sizes.sort_values(["comm", "n"], ascending=[True, False]).drop_duplicates("comm").set_index("comm")
+    df = pd.DataFrame(
+        {
+            "comm": frame["comm"].to_numpy()[inside],
+            "hamlet": frame["hamlet"].to_numpy()[inside],
+            "x": pts[inside, 0],
+            "y": pts[inside, 1],
+        }
+    )
+    sizes = (
+        df.groupby(["comm", "hamlet"])
+        .agg(n=("x", "size"), x=("x", "mean"), y=("y", "mean"))
+        .reset_index()
+    )
+    best = (
+        sizes.sort_values(["comm", "n"], ascending=[True, False])
+        .drop_duplicates("comm")
+        .set_index("comm")
+    )
     out = np.full((n_comms, 2), np.nan)
     out[best.index.to_numpy()] = best[["x", "y"]].to_numpy()
     return out
 
 
-def _urban_buildings(terr: _Territory, towns: pd.DataFrame, comms: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+def _urban_buildings(
+    terr: _Territory, towns: pd.DataFrame, comms: pd.DataFrame, rng: np.random.Generator
+) -> pd.DataFrame:
     """Multi-storey blocks: 1-3 slabs or towers per street block, parallel to the streets."""
     mgs = terr.mgs[terr.mgs["lattice"] >= 0]
     if mgs.empty:
         return pd.DataFrame()
     hh_mg = mgs["households"].to_numpy()
-    nb = np.where(hh_mg < 60, 1, np.where(hh_mg < 90, rng.integers(1, 3, len(hh_mg)), rng.integers(2, 4, len(hh_mg))))
+    nb = np.where(
+        hh_mg < 60,
+        1,
+        np.where(hh_mg < 90, rng.integers(1, 3, len(hh_mg)), rng.integers(2, 4, len(hh_mg))),
+    )
     nb = np.minimum(nb, np.maximum(hh_mg // 20, 1))
     hh = _split_counts(hh_mg, nb, rng, lo=20, hi=100)
     owner = np.repeat(np.arange(len(mgs)), nb)
@@ -906,21 +1147,38 @@ def _urban_buildings(terr: _Territory, towns: pd.DataFrame, comms: pd.DataFrame,
         i, j = lat.i[block[sel]], lat.j[block[sel]]
         number = 2 * (i - lat.i.min()) + 1
         road = np.array([lat.u_names[int(jj)] for jj in j], dtype=object)
-        address[sel] = _join(_prefix(towns, comms)[comm[sel]], road, number, "号", rank[sel] + 1, "栋")
-    return pd.DataFrame({
-        "comm": comm, "mg": mgs.index.to_numpy()[owner], "mg_code": mgs["code"].to_numpy()[owner], "rank": rank,
-        "hamlet": mgs.index.to_numpy()[owner], "address": address, "floors": floors, "households": hh, "geometry": geoms,
-    })
+        address[sel] = _join(
+            _prefix(towns, comms)[comm[sel]], road, number, "号", rank[sel] + 1, "栋"
+        )
+    return pd.DataFrame(
+        {
+            "comm": comm,
+            "mg": mgs.index.to_numpy()[owner],
+            "mg_code": mgs["code"].to_numpy()[owner],
+            "rank": rank,
+            "hamlet": mgs.index.to_numpy()[owner],
+            "address": address,
+            "floors": floors,
+            "households": hh,
+            "geometry": geoms,
+        }
+    )
 
 
-def _block_footprints(lat: _Lattice, block: I, rank: I, nb: I, area: F, rng: np.random.Generator) -> G:
+def _block_footprints(
+    lat: _Lattice, block: I, rank: I, nb: I, area: F, rng: np.random.Generator
+) -> G:
     """Rectangles inside their block, one strip of the block each, set back from the streets."""
     half = lat.spacing / 2 - 10.0
     strip = half / nb
     depth = np.minimum(rng.uniform(12, 18, len(block)), 2 * strip - 4)
     length = np.minimum(area / depth, 2 * half - 4)
     cu = rng.uniform(-1, 1, len(block)) * np.maximum(half - length / 2 - 2, 0)
-    cv = -half + (2 * rank + 1) * strip + rng.uniform(-1, 1, len(block)) * np.maximum(strip - depth / 2 - 2, 0)
+    cv = (
+        -half
+        + (2 * rank + 1) * strip
+        + rng.uniform(-1, 1, len(block)) * np.maximum(strip - depth / 2 - 2, 0)
+    )
     su, sv = np.array([-1, 1, 1, -1, -1]), np.array([-1, -1, 1, 1, -1])
     u = (lat.i[block] + 0.5)[:, None] * lat.spacing + cu[:, None] + su[None] * length[:, None] / 2
     v = (lat.j[block] + 0.5)[:, None] * lat.spacing + cv[:, None] + sv[None] * depth[:, None] / 2
@@ -928,13 +1186,17 @@ def _block_footprints(lat: _Lattice, block: I, rank: I, nb: I, area: F, rng: np.
     return shapely.polygons(pts)
 
 
-def _rural_houses(terr: _Territory, towns: pd.DataFrame, comms: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+def _rural_houses(
+    terr: _Territory, towns: pd.DataFrame, comms: pd.DataFrame, rng: np.random.Generator
+) -> pd.DataFrame:
     """Rural houses of 1-6 households in 1-4 hamlets per micro-grid, inside the micro-grid."""
     mgs = terr.mgs[terr.mgs["lattice"] < 0]
     sizes, owner = _house_sizes(mgs["households"].to_numpy(), rng)
     n_houses = np.bincount(owner, minlength=len(mgs))
     n_ham = np.minimum(np.minimum(1 + rng.poisson(0.7, len(mgs)), 4), np.maximum(n_houses, 1))
-    ham_local = np.floor(rng.random(len(owner)) ** 1.6 * n_ham[owner]).astype(np.int64)  # hamlet 0 is the main one
+    ham_local = np.floor(rng.random(len(owner)) ** 1.6 * n_ham[owner]).astype(
+        np.int64
+    )  # hamlet 0 is the main one
     hamlet = np.r_[0, np.cumsum(n_ham)[:-1]][owner] + ham_local
     shrunk = shapely.buffer(terr.mg_geom[mgs.index.to_numpy()], -12.0)
     xy = _place_houses(shrunk, owner, hamlet, rng)
@@ -950,14 +1212,25 @@ def _rural_houses(terr: _Territory, towns: pd.DataFrame, comms: pd.DataFrame, rn
     mg_comm = terr.grids["comm"].to_numpy()[mgs["grid"].to_numpy()]
     by_code = np.lexsort((mgs["code"].to_numpy(), mg_comm))
     group_of_mg = np.empty(len(mgs), dtype=np.int64)
-    group_of_mg[by_code] = pd.Series(mg_comm[by_code]).groupby(mg_comm[by_code]).cumcount().to_numpy() + 1
+    group_of_mg[by_code] = (
+        pd.Series(mg_comm[by_code]).groupby(mg_comm[by_code]).cumcount().to_numpy() + 1
+    )
     group = group_of_mg[owner]  # 村民小组: micro-grids numbered through the village
     address = _join(_prefix(towns, comms)[comm], group, "组", number, "号")
     floors = rng.choice([1, 2, 3], len(sizes), p=[0.35, 0.45, 0.2])
-    return pd.DataFrame({
-        "comm": comm, "mg": mgs.index.to_numpy()[owner], "mg_code": mgs["code"].to_numpy()[owner], "rank": rank,
-        "hamlet": hamlet + 10_000_000, "address": address, "floors": floors, "households": sizes, "geometry": geoms,
-    })
+    return pd.DataFrame(
+        {
+            "comm": comm,
+            "mg": mgs.index.to_numpy()[owner],
+            "mg_code": mgs["code"].to_numpy()[owner],
+            "rank": rank,
+            "hamlet": hamlet + 10_000_000,
+            "address": address,
+            "floors": floors,
+            "households": sizes,
+            "geometry": geoms,
+        }
+    )
 
 
 def _house_sizes(households: I, rng: np.random.Generator) -> tuple[I, I]:
@@ -1003,9 +1276,13 @@ class _Slots:
     counts: I
 
 
-def _hamlet_slots(shrunk: G, mg: I, centre: F, need: I, taken: I, rng: np.random.Generator, *, reach: int) -> tuple[_Slots, I]:
+def _hamlet_slots(
+    shrunk: G, mg: I, centre: F, need: I, taken: I, rng: np.random.Generator, *, reach: int
+) -> tuple[_Slots, I]:
     side = 2 * reach + 1
-    di, dj = (a.ravel() for a in np.meshgrid(np.arange(-reach, reach + 1), np.arange(-reach, reach + 1)))
+    di, dj = (
+        a.ravel() for a in np.meshgrid(np.arange(-reach, reach + 1), np.arange(-reach, reach + 1))
+    )
     ci = np.floor(centre / _HOUSE_PITCH).astype(np.int64)
     h = np.repeat(np.arange(len(mg)), side * side)
     gi, gj = ci[h, 0] + np.tile(di, len(mg)), ci[h, 1] + np.tile(dj, len(mg))
@@ -1055,12 +1332,21 @@ def _house_footprints(xy: F, rng: np.random.Generator) -> G:
     return shapely.polygons(np.round(pts / _PREC) * _PREC)
 
 
-def _strays(terr: _Territory, towns: pd.DataFrame, comms: pd.DataFrame, county: shapely.Geometry, rng: np.random.Generator) -> pd.DataFrame:
+def _strays(
+    terr: _Territory,
+    towns: pd.DataFrame,
+    comms: pd.DataFrame,
+    county: shapely.Geometry,
+    rng: np.random.Generator,
+) -> pd.DataFrame:
     """A few houses just across the county border: deliberate errors for the checks to find."""
     n = int(rng.integers(5, 11))
     ring = county.boundary
     spots = rng.uniform(0, ring.length, 4 * n)
-    a, b = shapely.line_interpolate_point(ring, spots - 5), shapely.line_interpolate_point(ring, spots + 5)
+    a, b = (
+        shapely.line_interpolate_point(ring, spots - 5),
+        shapely.line_interpolate_point(ring, spots + 5),
+    )
     pa, pb = shapely.get_coordinates(a), shapely.get_coordinates(b)
     tangent = (pb - pa) / np.maximum(np.hypot(*(pb - pa).T), 1e-9)[:, None]
     normal = np.column_stack([tangent[:, 1], -tangent[:, 0]])
@@ -1073,11 +1359,25 @@ def _strays(terr: _Territory, towns: pd.DataFrame, comms: pd.DataFrame, county: 
     inside = shapely.get_coordinates(shapely.points(mid[ok] - normal[ok] * 30))
     tree = shapely.STRtree(terr.comm_geom)
     comm = tree.nearest(shapely.points(inside))
-    return pd.DataFrame({
-        "comm": comm, "mg": -1, "mg_code": "~", "rank": np.arange(len(ok)), "hamlet": -1,
-        "address": _join(_prefix(towns, comms)[comm], rng.integers(1, 9, len(ok)), "组", rng.integers(60, 99, len(ok)), "号"),
-        "floors": rng.integers(1, 3, len(ok)), "households": rng.integers(1, 5, len(ok)), "geometry": geoms[ok],
-    })
+    return pd.DataFrame(
+        {
+            "comm": comm,
+            "mg": -1,
+            "mg_code": "~",
+            "rank": np.arange(len(ok)),
+            "hamlet": -1,
+            "address": _join(
+                _prefix(towns, comms)[comm],
+                rng.integers(1, 9, len(ok)),
+                "组",
+                rng.integers(60, 99, len(ok)),
+                "号",
+            ),
+            "floors": rng.integers(1, 3, len(ok)),
+            "households": rng.integers(1, 5, len(ok)),
+            "geometry": geoms[ok],
+        }
+    )
 
 
 # --- roads ------------------------------------------------------------------------------------
@@ -1093,23 +1393,40 @@ class _Road:
     name: str
 
 
-def _roads(terr: _Territory, towns: pd.DataFrame, comms: pd.DataFrame, bld: _Buildings, county: shapely.Geometry, rng: np.random.Generator) -> gpd.GeoDataFrame:
+def _roads(
+    terr: _Territory,
+    towns: pd.DataFrame,
+    comms: pd.DataFrame,
+    bld: _Buildings,
+    county: shapely.Geometry,
+    rng: np.random.Generator,
+) -> gpd.GeoDataFrame:
     """Trunk roads between township seats, street lattices, tracks to every village; the lines
     meet only at shared end points, so the set is a routable graph."""
     streets, boundary = _lattice_streets(terr.lattices)
     hubs, hub_lat = _hubs(towns, terr.lattices)
     trunk = _trunk_roads(terr.seats, hubs, hub_lat, boundary, county, rng)
-    pool = np.concatenate([r.coords for r in trunk] + [np.concatenate(list(boundary.values()))] if boundary else [r.coords for r in trunk])
+    pool = np.concatenate(
+        [r.coords for r in trunk] + [np.concatenate(list(boundary.values()))]
+        if boundary
+        else [r.coords for r in trunk]
+    )
     villages = np.flatnonzero(~comms["urban"].to_numpy() & ~np.isnan(bld.village_centres[:, 0]))
     tracks = _tracks(bld.village_centres[villages], comms["short"].to_numpy()[villages], pool, rng)
     lines = _split_at_junctions(streets + trunk + tracks)
-    frame = pd.DataFrame({
-        "code": [f"RD{k:05d}" for k in range(1, len(lines) + 1)],
-        "name": [r.name for r in lines],
-        "road_class": [r.road_class for r in lines],
-    })
+    frame = pd.DataFrame(
+        {
+            "code": [f"RD{k:05d}" for k in range(1, len(lines) + 1)],
+            "name": [r.name for r in lines],
+            "road_class": [r.road_class for r in lines],
+        }
+    )
     frame["speed_kmh"] = frame["road_class"].map(SPEED_KMH).astype(np.int64)
-    return gpd.GeoDataFrame(frame, geometry=np.array([shapely.LineString(r.coords) for r in lines], dtype=object), crs=WORK_EPSG)
+    return gpd.GeoDataFrame(
+        frame,
+        geometry=np.array([shapely.LineString(r.coords) for r in lines], dtype=object),
+        crs=WORK_EPSG,
+    )
 
 
 def _lattice_streets(lattices: list[_Lattice]) -> tuple[list[_Road], dict[int, F]]:
@@ -1119,10 +1436,14 @@ def _lattice_streets(lattices: list[_Lattice]) -> tuple[list[_Road], dict[int, F
     for k, lat in enumerate(lattices):
         i, j = lat.i, lat.j
         # edge keys: (horizontal?, i, j) of the edge starting at node (i, j)
-        edges = np.concatenate([
-            np.column_stack([np.ones_like(i), i, j]), np.column_stack([np.ones_like(i), i, j + 1]),
-            np.column_stack([np.zeros_like(i), i, j]), np.column_stack([np.zeros_like(i), i + 1, j]),
-        ])
+        edges = np.concatenate(
+            [
+                np.column_stack([np.ones_like(i), i, j]),
+                np.column_stack([np.ones_like(i), i, j + 1]),
+                np.column_stack([np.zeros_like(i), i, j]),
+                np.column_stack([np.zeros_like(i), i + 1, j]),
+            ]
+        )
         uniq, count = np.unique(edges, axis=0, return_counts=True)
         horiz = uniq[:, 0] == 1
         a = lat.node(uniq[:, 1], uniq[:, 2])
@@ -1144,13 +1465,24 @@ def _hubs(towns: pd.DataFrame, lattices: list[_Lattice]) -> tuple[I, dict[int, i
     seat_town = int(np.flatnonzero(towns["seat_town"].to_numpy())[0])
     by_town = {lat.town: k for k, lat in enumerate(lattices)}
     hub_lat = {int(t): by_town[int(t)] for t in hubs if int(t) in by_town}
-    core = [k for k, lat in enumerate(lattices) if towns["street"].iloc[lat.town] or lat.town == seat_town]
+    core = [
+        k
+        for k, lat in enumerate(lattices)
+        if towns["street"].iloc[lat.town] or lat.town == seat_town
+    ]
     if core:
         hub_lat[seat_town] = core[0]
     return hubs, hub_lat
 
 
-def _trunk_roads(seats: F, hubs: I, hub_lat: dict[int, int], boundary: dict[int, F], county: shapely.Geometry, rng: np.random.Generator) -> list[_Road]:
+def _trunk_roads(
+    seats: F,
+    hubs: I,
+    hub_lat: dict[int, int],
+    boundary: dict[int, F],
+    county: shapely.Geometry,
+    rng: np.random.Generator,
+) -> list[_Road]:
     """A spanning tree of seats (plus a few loops); primary roads from the county seat outwards."""
     xy = seats[hubs]
     if len(hubs) < 2:
@@ -1160,7 +1492,9 @@ def _trunk_roads(seats: F, hubs: I, hub_lat: dict[int, int], boundary: dict[int,
     lines = shapely.linestrings(np.stack([a, b], axis=1))
     length = shapely.length(lines)
     outside = shapely.length(shapely.difference(lines, county)) / np.maximum(length, 1)
-    w = sparse.coo_matrix((length * (1 + 5 * outside), (edges[:, 0], edges[:, 1])), shape=(len(hubs),) * 2)
+    w = sparse.coo_matrix(
+        (length * (1 + 5 * outside), (edges[:, 0], edges[:, 1])), shape=(len(hubs),) * 2
+    )
     tree = minimum_spanning_tree(w).tocoo()
     in_tree = {(min(p, q), max(p, q)) for p, q in zip(tree.row, tree.col, strict=True)}
     is_tree = np.array([(min(p, q), max(p, q)) in in_tree for p, q in edges])
@@ -1194,7 +1528,9 @@ def _primary_edges(xy: F, edges: I, is_tree: B, core: int) -> dict[int, int]:
     """Edges on the tree paths from the county seat to the farthest seat in three directions."""
     n = len(xy)
     tree_edges = edges[is_tree]
-    adj = sparse.coo_matrix((np.ones(len(tree_edges)), (tree_edges[:, 0], tree_edges[:, 1])), shape=(n, n))
+    adj = sparse.coo_matrix(
+        (np.ones(len(tree_edges)), (tree_edges[:, 0], tree_edges[:, 1])), shape=(n, n)
+    )
     _, pred = shortest_path(adj, directed=False, indices=core, return_predecessors=True)
     rel = xy - xy[core]
     sector = ((np.arctan2(rel[:, 1], rel[:, 0]) + np.pi) // (2 * np.pi / 3)).astype(int)
@@ -1251,7 +1587,13 @@ def _tracks(centres: F, names: G, pool: F, rng: np.random.Generator) -> list[_Ro
             continue
         start = np.round(centres[v] / _PREC) * _PREC
         line = _meander(start, allv[near], rng, step=250.0, amp=0.05)
-        roads.append(_Road(line, "track", f"{names[v]}村道" if not str(names[v]).endswith("村") else f"{names[v]}道"))
+        roads.append(
+            _Road(
+                line,
+                "track",
+                f"{names[v]}村道" if not str(names[v]).endswith("村") else f"{names[v]}道",
+            )
+        )
         verts.append(line[:-1])
     return roads
 
