@@ -130,14 +130,20 @@ def _with_deadlines(events: pd.DataFrame, categories: pd.DataFrame) -> pd.DataFr
 
     Computed before the insert, so the change cursor (rev) follows the order of reports."""
     calendar = work_calendar(get_settings())
-    limits = categories.set_index("code")[["time_limit", "time_unit"]]
-    due = []
-    for cat, dispatched in zip(events["category_code"], events["dispatched_at"], strict=True):
-        limit, unit = limits.loc[cat] if cat in limits.index else (None, None)
-        ok = pd.notna(dispatched) and pd.notna(limit) and unit in UNIT_OF
-        due.append(
-            calendar.due_at(dispatched.to_pydatetime(), float(limit), UNIT_OF[unit]) if ok else None
+    limits: dict[str, tuple[float, str]] = {
+        str(c): (float(limit), str(unit))
+        for c, limit, unit in zip(
+            categories["code"], categories["time_limit"], categories["time_unit"], strict=True
         )
+        if pd.notna(limit) and unit in UNIT_OF
+    }
+    due: list[object] = []
+    for cat, dispatched in zip(events["category_code"], events["dispatched_at"], strict=True):
+        if pd.isna(dispatched) or cat not in limits:
+            due.append(None)
+            continue
+        limit, unit = limits[cat]
+        due.append(calendar.due_at(dispatched.to_pydatetime(), limit, UNIT_OF[unit]))
     return events.assign(
         due_at=pd.to_datetime(pd.Series(due, index=events.index, dtype=object), utc=True)
     )
