@@ -13,7 +13,6 @@ from datetime import datetime
 from typing import Any
 
 import dash_leaflet as dl
-import plotly.graph_objects as go
 from dash import html
 
 from dashboard.i18n import TEXT, t, table
@@ -309,18 +308,34 @@ def feed_items(
     return items
 
 
-def trend_figure(rows: Sequence[dict[str, Any]], *, lang: str, bucket: str) -> go.Figure:
-    """Reported and closed per bucket, dark template, readable from across the room."""
-    xs = [r["t"] for r in rows]
-    fig = go.Figure([
-        go.Bar(x=xs, y=[r["reported"] for r in rows], name=t("trend.reported", lang), marker_color="#38bdf8"),
-        go.Scatter(x=xs, y=[r["closed"] for r in rows], name=t("trend.closed", lang),
-                   mode="lines+markers", line={"color": "#22c55e", "width": 3}),
+def trend_bars(rows: Sequence[dict[str, Any]], *, lang: str, bucket: str) -> html.Div:
+    """Reported and closed per bucket as plain HTML bars, readable from across the room.
+
+    Plain elements rather than a Plotly figure: loading and drawing plotly.js held the main
+    thread for over a second at first view, which a wall screen must not do.
+    """
+    top = max([1, *(max(r["reported"], r["closed"]) for r in rows)])
+    every = max(1, len(rows) // 6)  # about six time labels whatever the bucket count
+    fmt = "%H:%M" if bucket == "hour" else "%m-%d"
+    names = (t("trend.reported", lang), t("trend.closed", lang))
+    cols = [_trend_column(r, top=top, fmt=fmt, names=names, label=i % every == 0)
+            for i, r in enumerate(rows)]  # fmt: skip
+    legend = html.Div(className="trend-legend", children=[
+        html.Span(names[0], className="key rep"), html.Span(names[1], className="key clo"),
+        html.Span(f"max {top}", className="trend-max"),
     ])  # fmt: skip
-    fig.update_layout(
-        template="plotly_dark", paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)",
-        margin={"l": 36, "r": 8, "t": 8, "b": 28}, legend={"orientation": "h", "y": 1.12},
-        font={"size": 13, "family": "Noto Sans CJK SC, sans-serif"}, bargap=0.2,
-        xaxis={"tickformat": "%H:%M" if bucket == "hour" else "%m-%d"},
-    )  # fmt: skip
-    return fig
+    return html.Div([legend, html.Div(cols, className="trend-cols")], className="trend-bars")
+
+
+def _trend_column(
+    row: dict[str, Any], *, top: int, fmt: str, names: tuple[str, str], label: bool
+) -> html.Div:
+    when = row["t"].strftime(fmt)
+    return html.Div(className="trend-col", title=f"{when}  {names[0]} {row['reported']} · "
+                    f"{names[1]} {row['closed']}", children=[
+        html.Div(className="trend-pair", children=[
+            html.Div(className="bar rep", style={"height": f"{100 * row['reported'] / top:.1f}%"}),
+            html.Div(className="bar clo", style={"height": f"{100 * row['closed'] / top:.1f}%"}),
+        ]),
+        html.Span(when if label else "", className="trend-x"),
+    ])  # fmt: skip

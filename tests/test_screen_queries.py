@@ -102,6 +102,19 @@ def test_map_events_are_the_window_plus_open_ones(territory: Connection) -> None
     assert got == want and got
 
 
+def test_map_events_limit_keeps_overdue_then_newest(territory: Connection) -> None:
+    w = TODAY
+    keep = [r for r in raw_events(territory) if r.reported_at < w.asof and (
+        w.start <= r.reported_at < w.end
+        or (r.status not in ("cancelled", "closed", "evaluated") and (r.closed_at is None or r.closed_at > w.asof)))]  # fmt: skip
+    overdue = [r.closed_at is None and r.due_at is not None and r.due_at < w.asof for r in keep]
+    ranked = sorted(zip(overdue, keep, strict=True), reverse=True,
+                    key=lambda p: (p[0], p[1].reported_at, p[1].id))  # fmt: skip
+    n = max(1, len(keep) // 2)
+    got = [row[0] for row in q.map_events(territory, ALL, within=COUNTY, window=w, limit=n)]
+    assert got == [r.id for _, r in ranked[:n]]
+
+
 def test_map_events_rows_are_compact_and_in_place(territory: Connection) -> None:
     rows = q.map_events(territory, ALL, within=f"{COUNTY}001", window=WEEK, limit=5)
     assert len(rows) == 5 and all(len(r) == len(q.EVENT_COLUMNS) for r in rows)

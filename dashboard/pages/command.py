@@ -127,7 +127,7 @@ def layout(**query: Any) -> html.Div:
             html.Section(className="panel left", children=[
                 html.H3(t("panel.ranking", lang)), html.Div(id=_pid("ranking"), className="rank-wrap"),
                 html.H3(t("panel.trend", lang)),
-                dcc.Graph(id=_pid("trend"), config={"displayModeBar": False}, className="trend"),
+                html.Div(id=_pid("trend"), className="trend"),
             ]),
             html.Section(className="panel centre", children=[
                 L.map_component(page=PAGE, center=settings.map_center, zoom=settings.map_zoom,
@@ -372,7 +372,7 @@ dash.clientside_callback(
 @dash.callback(
     Output(_pid("kpis"), "children"),
     Output(_pid("ranking"), "children"),
-    Output(_pid("trend"), "figure"),
+    Output(_pid("trend"), "children"),
     Output(_pid("feed"), "children"),
     Input(_pid("view"), "data"),
     Input(_pid("query"), "data"),
@@ -398,7 +398,7 @@ def numbers(view, key, _delta):  # type: ignore[no-untyped-def]
         feed = [{**r, "category": r["category_en"] or r["category"]} for r in feed]
     return (
         L.kpi_cards(current, previous, lang=lang, one_day=window.days == 1, page=PAGE),
-        L.ranking_table(ranks, lang=lang, page=PAGE), L.trend_figure(trend, lang=lang, bucket=bucket),
+        L.ranking_table(ranks, lang=lang, page=PAGE), L.trend_bars(trend, lang=lang, bucket=bucket),
         L.feed_items(feed, lang=lang, now=now),
     )  # fmt: skip
 

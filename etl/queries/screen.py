@@ -202,13 +202,24 @@ def max_rev(bind: Bind) -> int:
 def map_events(
     bind: Bind, scope: Scope, *, within: str, window: Window, limit: int = 5000
 ) -> list[tuple[Any, ...]]:
-    """Events to draw: reported in the window, or still open at ``asof``; overdue first."""
+    """Events to draw: reported in the window, or still open at ``asof``; overdue first.
+
+    An event without a due time is not overdue (a NULL key would otherwise sort first).
+
+    The inner query picks the ids on the partial index of open events and sorts only the key;
+    the display columns are computed for the ``limit`` rows kept, not for every open event of
+    the province (that projection was most of the time).
+    """
+    overdue = "(e.closed_at IS NULL AND coalesce(e.due_at < :asof, false))"
+    order = f"{overdue} DESC, e.reported_at DESC, e.id DESC"
     sql = f"""{_EVENT_SELECT}
-        WHERE e.unit_path @> ARRAY[:within]::varchar[] AND {scope.sql("e")} AND e.reported_at < :asof
-          AND ((e.reported_at >= :start AND e.reported_at < :end)
-               OR (e.status NOT IN ('cancelled', 'closed', 'evaluated')
-                   AND (e.closed_at IS NULL OR e.closed_at > :asof)))
-        ORDER BY (e.closed_at IS NULL AND e.due_at < :asof) DESC, e.reported_at DESC LIMIT :limit"""
+        JOIN (SELECT e.id FROM events e
+              WHERE e.unit_path @> ARRAY[:within]::varchar[] AND {scope.sql("e")} AND e.reported_at < :asof
+                AND ((e.reported_at >= :start AND e.reported_at < :end)
+                     OR (e.status NOT IN ('cancelled', 'closed', 'evaluated')
+                         AND (e.closed_at IS NULL OR e.closed_at > :asof)))
+              ORDER BY {order} LIMIT :limit) k ON k.id = e.id
+        ORDER BY {order}"""
     params = _scoped(scope, {**window.params(), "within": within, "limit": limit})
     return [tuple(r) for r in _all(bind, sql, params)]
 
