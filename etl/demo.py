@@ -30,7 +30,7 @@ from etl.settings import PROJECT_ROOT, get_settings
 from geo.topology import resolve_sibling_overlaps
 
 DATA = PROJECT_ROOT / "data"
-GENERATOR_VERSION = "3"
+GENERATOR_VERSION = "4"
 DATA_TABLES = (
     "event_history",
     "events",
@@ -169,8 +169,10 @@ def _event_history(conn: Connection) -> None:
                e.handling_level, e.handling_level, 'demo'
         FROM events e CROSS JOIN LATERAL (VALUES
             (e.reported_at, 'reporter', 'grid', 'report', NULL, 'reported'),
-            (e.dispatched_at - interval '10 minutes', 'centre', e.handling_level, 'verify', 'reported', 'verified'),
-            (e.dispatched_at - interval '5 minutes', 'centre', e.handling_level, 'file', 'verified', 'filed'),
+            (greatest(e.reported_at, e.dispatched_at - interval '10 minutes'), 'centre', e.handling_level,
+             'verify', 'reported', 'verified'),
+            (greatest(e.reported_at, e.dispatched_at - interval '5 minutes'), 'centre', e.handling_level,
+             'file', 'verified', 'filed'),
             (e.dispatched_at, 'centre', e.handling_level, 'dispatch', 'filed', 'dispatched'),
             (e.handled_at, 'handler', e.handling_level, 'report_back', 'in_progress', 'handled'),
             (e.closed_at, 'centre', e.handling_level, 'close', 'checked', 'closed')

@@ -114,3 +114,16 @@ def test_events_are_inside_the_county_in_order_and_in_the_year() -> None:
     staffed = set(county.staff["unit_code"])
     grid_codes = set(county.units.loc[county.units["level"] == "grid", "code"])
     assert 0 < len(grid_codes - staffed) <= 5  # a few grids deliberately without staff
+
+
+def test_demo_history_never_precedes_the_report(demo_engine) -> None:  # noqa: ANN001
+    from sqlalchemy import text
+
+    with demo_engine.connect() as conn:
+        early = conn.execute(
+            text(
+                "SELECT count(*) FROM event_history h JOIN events e ON e.id = h.event_id WHERE h.at < e.reported_at"
+            )
+        ).scalar_one()
+        rows = conn.execute(text("SELECT count(*) FROM event_history")).scalar_one()
+    assert rows > 0 and early == 0
