@@ -29,8 +29,8 @@ from sqlalchemy.engine import make_url
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from etl import migrate  # noqa: E402
+from etl.db import ensure_database, sibling_database_url  # noqa: E402
 from etl.load import load_file  # noqa: E402
-from etl.settings import get_settings  # noqa: E402
 from geo.assign import assign_points  # noqa: E402
 
 X0, Y0, X1, Y1 = 107.6, 31.6, 108.6, 32.4
@@ -73,19 +73,11 @@ def events_file(n: int, rng: np.random.Generator, path: Path) -> None:
 
 
 def bench_db_url() -> str:
-    url = make_url(get_settings().sqlalchemy_url)
-    return url.set(database=f"{url.database}_bench").render_as_string(hide_password=False)
+    return sibling_database_url("_bench")
 
 
 def fresh_database(url: str) -> None:
-    target = make_url(url)
-    admin = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{target.database}"'))
-    admin.dispose()
-    with create_engine(url).begin() as conn:
-        conn.execute(text("CREATE EXTENSION postgis"))
+    ensure_database(url, fresh=True)
     migrate.upgrade(url)
 
 

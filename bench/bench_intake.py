@@ -33,8 +33,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from etl import migrate  # noqa: E402
+from etl.db import ensure_database  # noqa: E402
+from etl.db import sibling_database_url as database_url  # noqa: E402
 from etl.demo import load_categories, read_categories  # noqa: E402
-from tests.conftest import database_url, ensure_database  # noqa: E402
 
 SERVE = """
 import sys

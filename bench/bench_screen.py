@@ -38,10 +38,11 @@ from sqlalchemy import Engine, create_engine, text  # noqa: E402
 
 from dashboard.app import create_app  # noqa: E402
 from etl import migrate  # noqa: E402
+from etl.db import ensure_database  # noqa: E402
+from etl.db import sibling_database_url as database_url  # noqa: E402
 from etl.demo import load_categories, read_categories  # noqa: E402
 from etl.settings import get_settings  # noqa: E402
 from tests.browser import browser, new_page, serve  # noqa: E402
-from tests.conftest import database_url, ensure_database  # noqa: E402
 
 ROOT_CODE = "510000"
 LONGTASKS = """

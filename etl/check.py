@@ -28,7 +28,7 @@ _OUTSIDE = """
       AND ST_Area(ST_Difference(c.geom, p.geom)::geography) > :min_m2"""
 _ORPHANS = """
     SELECT code, parent_code FROM units
-    WHERE valid_to IS NULL AND parent_id IS NULL AND depth > 0 OR (parent_code IS NOT NULL AND parent_id IS NULL AND valid_to IS NULL)"""
+    WHERE valid_to IS NULL AND parent_id IS NULL AND (depth > 0 OR parent_code IS NOT NULL)"""
 _BAND = """
     SELECT code, name, level, households FROM units
     WHERE valid_to IS NULL AND level = :level AND (households < :low OR households > :high) ORDER BY code"""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable, Sequence
 
@@ -88,7 +87,3 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         raise
-
-
-def print_json(obj: object) -> None:
-    print(json.dumps(obj, ensure_ascii=False, default=str))

@@ -42,8 +42,7 @@ def _paths(settings: Settings) -> tuple[Path, Path, Path]:
 
 def _prepare_dirs(root: Path) -> None:
     root.mkdir(parents=True, exist_ok=True)
-    for sub in ("run",):
-        (root / sub).mkdir(exist_ok=True)
+    (root / "run").mkdir(exist_ok=True)
     if os.geteuid() == 0:
         pg = pwd.getpwnam("postgres")
         for path in (root, root / "run"):
@@ -117,7 +116,7 @@ def _psql(settings: Settings, sql: str, db: str = "postgres") -> str:
     _, run, _ = _paths(settings)
     proc = _run(
         [
-            str(PG_BIN.parent / "bin" / "psql"),
+            str(PG_BIN / "psql"),
             "-h",
             str(run),
             "-p",

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 
-from sqlalchemy import Connection, Engine, create_engine
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy.engine import make_url
 
 from etl.settings import Settings, get_settings
 
@@ -22,14 +22,6 @@ def get_engine(settings: Settings | None = None) -> Engine:
 
 
 @contextmanager
-def session_scope(engine: Engine | None = None) -> Iterator[Session]:
-    """A session in one transaction: committed on success, rolled back on any error."""
-    factory = sessionmaker(bind=engine or get_engine(), expire_on_commit=False)
-    with factory() as session, session.begin():
-        yield session
-
-
-@contextmanager
 def transaction(bind: Engine | Connection) -> Iterator[Connection]:
     """One transaction on an engine, or a savepoint inside a caller's connection (tests)."""
     if isinstance(bind, Connection):
@@ -38,3 +30,31 @@ def transaction(bind: Engine | Connection) -> Iterator[Connection]:
         return
     with bind.begin() as conn:
         yield conn
+
+
+def sibling_database_url(suffix: str, settings: Settings | None = None) -> str:
+    """The URL of ``<configured database><suffix>`` on the same server (tests, benchmarks)."""
+    url = make_url((settings or get_settings()).sqlalchemy_url)
+    return url.set(database=f"{url.database}{suffix}").render_as_string(hide_password=False)
+
+
+def ensure_database(url: str, *, fresh: bool = False) -> None:
+    """Create the database of ``url`` (dropped first when ``fresh``) with PostGIS and pgRouting."""
+    target = make_url(url)
+    admin = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            if fresh:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)'))
+            exists = conn.execute(
+                text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": target.database}
+            ).first()
+            if not exists:
+                conn.execute(text(f'CREATE DATABASE "{target.database}"'))
+    finally:
+        admin.dispose()
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE EXTENSION IF NOT EXISTS postgis"))
+        conn.execute(text("CREATE EXTENSION IF NOT EXISTS pgrouting"))
+    engine.dispose()

@@ -103,11 +103,7 @@ def _read_vector(path: Path, *, encoding: str | None, layer: str | None) -> Sour
 
 
 def _stated_crs(path: Path, frame: gpd.GeoDataFrame) -> CRS | None:
-    if (
-        path.suffix.lower() == ".shp"
-        and not path.with_suffix(".prj").exists()
-        and not any(path.with_suffix(s).exists() for s in (".PRJ",))
-    ):
+    if path.suffix.lower() == ".shp" and _sibling(path, ".prj") is None:
         return None
     return CRS.from_user_input(frame.crs) if frame.crs is not None else None
 

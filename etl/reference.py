@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 
 import geopandas as gpd
@@ -13,7 +13,6 @@ from sqlalchemy import Connection, text
 @dataclass
 class Reference:
     conn: Connection
-    _geoms: dict[str, shapely.Geometry] = field(default_factory=dict)
 
     @cached_property
     def levels(self) -> set[str]:

@@ -149,7 +149,7 @@ def write_units(
 ) -> Counts:
     """Parents before children; unit_path from the parent's path."""
     counts = Counts()
-    frame = frame.assign(_depth=frame["code"].map(lambda c: _depth_in(c, frame)))
+    frame = frame.assign(_depth=_depths(frame))
     for _, layer in frame.sort_values(["_depth", "code"]).groupby("_depth", sort=True):
         stage = pd.DataFrame(
             {
@@ -188,14 +188,18 @@ def write_units(
     return counts
 
 
-def _depth_in(code: str, frame: pd.DataFrame) -> int:
+def _depths(frame: pd.DataFrame) -> list[int]:
+    """Depth of each unit within the file (parents in the file come first)."""
     parents = dict(zip(frame["code"], frame["parent_code"], strict=True))
-    depth, seen = 0, set()
-    while parents.get(code) in parents and code not in seen:
-        seen.add(code)
-        code = parents[code]
-        depth += 1
-    return depth
+    depths = []
+    for code in frame["code"]:
+        depth, seen = 0, set()
+        while parents.get(code) in parents and code not in seen:
+            seen.add(code)
+            code = parents[code]
+            depth += 1
+        depths.append(depth)
+    return depths
 
 
 def write_buildings(conn: Connection, frame: gpd.GeoDataFrame) -> Counts:

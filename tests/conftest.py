@@ -14,47 +14,28 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from etl import migrate
-from etl.settings import get_settings
+from etl.db import ensure_database as create_database
+from etl.db import sibling_database_url
 
 DEMO_SCALE = float(os.environ.get("GRIDGOV_TEST_DEMO_SCALE", "0.25"))
 DEMO_SEED = 11
 DEMO_END = datetime(2026, 11, 20, 18, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
 
 
-def _server_url() -> str:
-    return get_settings().sqlalchemy_url
-
-
 def database_url(suffix: str) -> str:
-    url = make_url(_server_url())
-    return url.set(database=f"{url.database}{suffix}").render_as_string(hide_password=False)
+    return sibling_database_url(suffix)
 
 
 def ensure_database(url: str, *, fresh: bool = False) -> None:
-    target = make_url(url)
-    admin = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
     try:
-        with admin.connect() as conn:
-            if fresh:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)'))
-            exists = conn.execute(
-                text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": target.database}
-            ).first()
-            if not exists:
-                conn.execute(text(f'CREATE DATABASE "{target.database}"'))
-    except Exception as exc:  # fail loudly: PostGIS tests never skip
-        pytest.fail(f"PostGIS is not reachable at {target.render_as_string()}: {exc}")
-    finally:
-        admin.dispose()
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(text("CREATE EXTENSION IF NOT EXISTS postgis"))
-        conn.execute(text("CREATE EXTENSION IF NOT EXISTS pgrouting"))
-    engine.dispose()
+        create_database(url, fresh=fresh)
+    except OperationalError as exc:  # fail loudly: PostGIS tests never skip
+        pytest.fail(f"PostGIS is not reachable at {make_url(url).render_as_string()}: {exc}")
 
 
 @pytest.fixture(scope="session")
