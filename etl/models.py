@@ -160,7 +160,17 @@ class Event(Base):
         Index("ix_events_unit", "unit_id"),
         Index("ix_events_path", "unit_path", postgresql_using="gin"),
         Index("ix_events_rev", "rev"),
-        Index("ix_events_category", "category_code"),
+        Index(
+            "ix_events_duplicate_of",
+            "duplicate_of",
+            postgresql_where=text("duplicate_of IS NOT NULL"),
+        ),
+        Index(
+            "ix_events_responder",
+            "responder_id",
+            postgresql_where=text("responder_id IS NOT NULL"),
+        ),
+        Index("ix_events_closed", "closed_at", postgresql_where=text("closed_at IS NOT NULL")),
         Index(
             "ix_events_open",
             "reported_at",

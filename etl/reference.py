@@ -68,7 +68,7 @@ def leaf_units(conn: Connection) -> gpd.GeoDataFrame:
         ORDER BY u.code
     """
     rows = conn.execute(text(sql)).all()
-    geoms = [shapely.from_wkb(bytes(r.wkb)) for r in rows]
+    geoms = shapely.from_wkb([bytes(r.wkb) for r in rows]) if rows else []
     return gpd.GeoDataFrame(
         {
             "id": [r.id for r in rows],

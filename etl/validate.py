@@ -26,7 +26,11 @@ def check_geometry(geoms: gpd.GeoSeries, expected: str) -> tuple[gpd.GeoSeries, 
     Vectorised: only the features that fail a check are visited one by one.
     """
     problems: list[Problem] = []
-    values = shapely.force_2d(np.asarray(geoms.values, dtype=object))
+    values = np.asarray(geoms.values, dtype=object)
+    if shapely.has_z(values).any():  # force_2d rebuilds every geometry: only when needed
+        values = shapely.force_2d(values)
+    else:
+        values = values.copy()  # repairs below write into it
     allowed = EXPECTED_TYPES[expected]
     missing = pd.isna(values) | shapely.is_empty(values)
     type_names = np.array(

@@ -7,13 +7,13 @@ nothing, and a changed file updates by code.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 import shapely
 from sqlalchemy import Connection, text
 
@@ -40,33 +40,51 @@ def _pg_array(values: object) -> str | None:
     return "{" + ",".join(str(v) for v in values) + "}"  # type: ignore[attr-defined]
 
 
-def copy_frame(conn: Connection, table: str, frame: pd.DataFrame) -> None:
-    """Create a temp table of text columns named like the frame and COPY the frame into it."""
+def copy_frame(
+    conn: Connection, table: str, frame: pd.DataFrame, types: dict[str, str] | None = None
+) -> None:
+    """Create a temp table named like the frame's columns and COPY the frame into it.
+
+    Columns are ``text`` unless ``types`` gives a PostgreSQL type (then COPY parses them, which
+    is cheaper than casting text in SQL). The CSV is written by Arrow: ~10x faster than
+    ``DataFrame.to_csv`` on a million rows. Missing values become NULL, strings stay quoted so
+    an empty string stays empty.
+    """
+    types = types or {}
     cols = list(frame.columns)
     conn.execute(text(f"DROP TABLE IF EXISTS {table}"))
-    conn.execute(
-        text(f"CREATE TEMP TABLE {table} ({', '.join(f'{c} text' for c in cols)}) ON COMMIT DROP")
+    defs = ", ".join(f"{c} {types.get(c, 'text')}" for c in cols)
+    conn.execute(text(f"CREATE TEMP TABLE {table} ({defs}) ON COMMIT DROP"))
+    arrays = [_arrow_column(frame[c]) for c in cols]
+    buffer = io.BytesIO()
+    pa_csv.write_csv(
+        pa.Table.from_arrays(arrays, names=cols), buffer, pa_csv.WriteOptions(include_header=False)
     )
-    buffer = io.StringIO()
-    frame.to_csv(buffer, index=False, header=False, na_rep="\\N")
     raw = conn.connection.driver_connection
     assert raw is not None, "COPY needs a live psycopg connection"
     with (
         raw.cursor() as cur,
-        cur.copy(
-            f"COPY {table} ({', '.join(cols)}) FROM STDIN WITH (FORMAT csv, NULL '\\N')"
-        ) as copy,
+        cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN WITH (FORMAT csv)") as copy,
     ):
-        copy.write(buffer.getvalue())
+        copy.write(buffer.getbuffer())
+
+
+def _arrow_column(values: pd.Series) -> pa.Array:
+    """One column for Arrow; mixed Python objects (e.g. codes read as int and str) become text."""
+    try:
+        return pa.array(values, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array([None if _missing(v) else str(v) for v in values], type=pa.string())
+
+
+def _missing(value: object) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
 
 
 def _epoch(times: pd.Series) -> pd.Series:
     """Seconds since the epoch: formatting a million datetimes as text is the slow part of COPY."""
-    values = pd.to_datetime(times)
-    seconds = (
-        values.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[ms]").astype("int64")
-        / 1000
-    )
+    values = pd.to_datetime(times).dt.as_unit("ms")
+    seconds = pd.Series(values.array.asi8 / 1000, index=values.index)  # asi8: UTC, tz or not
     return seconds.where(values.notna())
 
 
@@ -77,6 +95,12 @@ def _wkb_hex(geoms: gpd.GeoSeries) -> np.ndarray:
 def _upsert(
     conn: Connection, table: str, cols: list[str], select_sql: str, conflict: str, n: int
 ) -> Counts:
+    """Insert new rows and update changed ones by natural key (``conflict``: the key columns in
+    parentheses, then an optional ``WHERE`` of a partial unique index); unchanged rows stay."""
+    plan = _BulkPlan.for_batch(conn, table, n)
+    if plan is not None:
+        with plan:
+            return _bulk_upsert(conn, table, cols, select_sql, conflict, n, plan.existing)
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols if c != "code")
     distinct = f"({', '.join(f't.{c}' for c in cols)}) IS DISTINCT FROM ({', '.join(f'EXCLUDED.{c}' for c in cols)})"
     sql = f"""
@@ -86,59 +110,122 @@ def _upsert(
             RETURNING (xmax = 0) AS inserted)
         SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up
     """
-    with _bulk_indexes(conn, table, n):
-        ins, upd = conn.execute(text(sql)).one()
+    ins, upd = conn.execute(text(sql)).one()
     return Counts(ins, upd, n - ins - upd)
 
 
+def _bulk_upsert(
+    conn: Connection,
+    table: str,
+    cols: list[str],
+    select_sql: str,
+    conflict: str,
+    n: int,
+    existing: int,
+) -> Counts:
+    """The same upsert as two plain statements (no unique index needed: the table is locked and
+    the batch has no duplicate keys): changed rows updated, then rows with new keys inserted."""
+    keys, _, where = conflict.strip().partition(")")
+    key_cols = [k.strip() for k in keys.strip("( ").split(",")]
+    partial = f" AND t.{where.strip().removeprefix('WHERE').strip()}" if where.strip() else ""
+    match = " AND ".join(f"t.{k} = s.{k}" for k in key_cols) + partial
+    source = f"WITH s ({', '.join(cols)}) AS ({select_sql})"
+    updated = 0
+    if existing:
+        sets = ", ".join(f"{c} = s.{c}" for c in cols if c not in key_cols)
+        distinct = f"({', '.join(f't.{c}' for c in cols)}) IS DISTINCT FROM ({', '.join(f's.{c}' for c in cols)})"
+        updated = conn.execute(
+            text(f"{source} UPDATE {table} t SET {sets} FROM s WHERE {match} AND {distinct}")
+        ).rowcount
+    new = f"WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {match})" if existing else ""
+    inserted = conn.execute(
+        text(f"{source} INSERT INTO {table} ({', '.join(cols)}) SELECT * FROM s {new}")
+    ).rowcount
+    return Counts(inserted, updated, n - inserted - updated)
+
+
 # A batch this large, and at least as large as what the table already holds, is written with
-# the secondary indexes dropped and rebuilt afterwards (same transaction, so readers see the old
-# table until commit). Rebuilding once is about twice as fast as maintaining them row by row.
+# every index but the primary key and every foreign key dropped, then rebuilt, in the same
+# transaction (readers see the old table until commit; writers wait on its lock). Building an
+# index once is 2-3x faster than maintaining it row by row, and re-adding a foreign key checks
+# every row in one join instead of one lookup per row (references were validated before writing).
 BULK_MIN_ROWS = 200_000
 
 
-@contextmanager
-def _bulk_indexes(conn: Connection, table: str, n: int) -> Iterator[None]:
-    if n < BULK_MIN_ROWS:
-        yield
-        return
-    existing = conn.execute(
-        text(f"SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT {n}) x")
-    ).scalar_one()
-    if existing >= n:
-        yield
-        return
-    # unique indexes stay: ON CONFLICT needs them
-    rows = conn.execute(
-        text("""SELECT i.indexname, i.indexdef FROM pg_indexes i JOIN pg_class c ON c.relname = i.indexname
-                JOIN pg_index x ON x.indexrelid = c.oid
-                WHERE i.tablename = :t AND NOT x.indisunique"""),
-        {"t": table},
-    ).all()
-    for name, _ in rows:
-        conn.execute(text(f'DROP INDEX "{name}"'))
-    yield
-    for _, definition in rows:
-        conn.execute(text(definition))
+@dataclass
+class _BulkPlan:
+    conn: Connection
+    table: str
+    existing: int
+    drop: list[str]
+    rebuild: list[str]
+
+    @classmethod
+    def for_batch(cls, conn: Connection, table: str, n: int) -> _BulkPlan | None:
+        if n < BULK_MIN_ROWS:
+            return None
+        existing = conn.execute(
+            text(f"SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT {n}) x")
+        ).scalar_one()
+        if existing >= n:
+            return None
+        params = {"t": table}
+        # constraints (foreign keys, unique) first; then indexes no constraint owns
+        constraints = conn.execute(
+            text("""SELECT c.conname, pg_get_constraintdef(c.oid) FROM pg_constraint c
+                    WHERE c.conrelid = CAST(:t AS regclass) AND (c.contype = 'f' OR c.contype = 'u'
+                      AND NOT EXISTS (SELECT 1 FROM pg_constraint r  -- a key others refer to stays
+                                      WHERE r.contype = 'f' AND r.conindid = c.conindid))
+                    ORDER BY c.contype = 'f' DESC"""),
+            params,
+        ).all()
+        indexes = conn.execute(
+            text("""SELECT c.relname, pg_get_indexdef(x.indexrelid) FROM pg_index x
+                    JOIN pg_class c ON c.oid = x.indexrelid
+                    WHERE x.indrelid = CAST(:t AS regclass) AND NOT x.indisprimary
+                      AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = x.indexrelid)"""),
+            params,
+        ).all()
+        drop = [f'ALTER TABLE {table} DROP CONSTRAINT "{name}"' for name, _ in constraints]
+        drop += [f'DROP INDEX "{name}"' for name, _ in indexes]
+        # rebuild indexes before foreign keys: the keys' checks then run against a whole table
+        rebuild = [definition for _, definition in indexes]
+        rebuild += [
+            f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}'
+            for name, definition in reversed(constraints)
+        ]
+        return cls(conn, table, existing, drop, rebuild)
+
+    def __enter__(self) -> _BulkPlan:
+        for sql in self.drop:
+            self.conn.execute(text(sql))
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is not None:
+            return  # the transaction is rolled back: nothing to rebuild
+        self.conn.execute(text("SET LOCAL maintenance_work_mem = '1GB'"))
+        for sql in self.rebuild:
+            self.conn.execute(text(sql))
 
 
 # --- assignment ------------------------------------------------------------------------------
 
 
-def assign_to_leaves(
-    conn: Connection, points: np.ndarray
-) -> tuple[list[int | None], list[str | None]]:
-    """Finest unit of each point (lowest code wins on shared edges) and its code path."""
+def assign_to_leaves(conn: Connection, points: np.ndarray) -> tuple[pd.api.extensions.ExtensionArray, np.ndarray]:
+    """Finest unit of each point (lowest code wins on shared edges): its id (Int32, NA when
+    none) and its code path as a PostgreSQL array literal (None when none)."""
     leaves = leaf_units(conn)
     if leaves.empty or len(points) == 0:
-        return [None] * len(points), [None] * len(points)
+        return pd.array([None] * len(points), dtype="Int32"), np.full(len(points), None)
     idx = assign_points(points, leaves.geometry.values)
-    ids = leaves["id"].to_numpy()
-    paths = np.array([_pg_array(p) for p in leaves["unit_path"]], dtype=object)
     hit = idx >= 0
-    unit_ids = np.where(hit, ids[np.where(hit, idx, 0)].astype(object), np.array(None))
-    unit_paths = np.where(hit, paths[np.where(hit, idx, 0)], np.array(None))
-    return unit_ids.tolist(), unit_paths.tolist()
+    take = np.where(hit, idx, 0)
+    ids = leaves["id"].to_numpy(dtype=np.int32)[take]
+    unit_ids = pd.arrays.IntegerArray(ids, ~hit)
+    paths = np.array([_pg_array(p) for p in leaves["unit_path"]], dtype=object)[take]
+    paths[~hit] = None
+    return unit_ids, paths
 
 
 # --- per kind --------------------------------------------------------------------------------
@@ -225,9 +312,23 @@ def write_buildings(conn: Connection, frame: gpd.GeoDataFrame) -> Counts:
     return _upsert(conn, "buildings", cols, select, "(code)", len(frame))
 
 
+EVENT_STAGING_TYPES = {
+    "priority": "smallint",
+    "reported_at": "float8",
+    "unit_id": "int",
+    "x": "float8",
+    "y": "float8",
+    "dispatched_at": "timestamptz",
+    "handled_at": "timestamptz",
+    "closed_at": "timestamptz",
+    "satisfaction": "smallint",
+    "due_at": "timestamptz",
+}
+
+
 def write_events(conn: Connection, frame: gpd.GeoDataFrame) -> Counts:
     pts = np.asarray(frame.geometry.values, dtype=object)
-    unit_ids, paths = assign_to_leaves(conn, pts)
+    unit_ids, _paths = assign_to_leaves(conn, pts)
     stage = pd.DataFrame(
         {
             "code": frame["code"],
@@ -239,14 +340,13 @@ def write_events(conn: Connection, frame: gpd.GeoDataFrame) -> Counts:
             "status": frame["status"],
             "handling_level": frame["handling_level"],
             "unit_id": unit_ids,
-            "unit_path": paths,
             "x": shapely.get_x(pts),
             "y": shapely.get_y(pts),
         }
     )
     for col in ("dispatched_at", "handled_at", "closed_at", "satisfaction", "due_at"):
         stage[col] = frame[col].to_numpy() if col in frame else None
-    copy_frame(conn, "stg_events", stage)
+    copy_frame(conn, "stg_events", stage, EVENT_STAGING_TYPES)
     cols = [
         "code",
         "category_code",
@@ -265,11 +365,12 @@ def write_events(conn: Connection, frame: gpd.GeoDataFrame) -> Counts:
         "satisfaction",
         "due_at",
     ]
-    select = """SELECT code, category_code, priority::numeric::smallint, channel, description,
-                to_timestamp(reported_at::float8), status, handling_level, unit_id::numeric::int, unit_path::varchar[],
-                ST_SetSRID(ST_MakePoint(x::float8, y::float8), 4490), dispatched_at::timestamptz,
-                handled_at::timestamptz, closed_at::timestamptz, satisfaction::numeric::smallint,
-                due_at::timestamptz FROM stg_events"""
+    # the path comes from the unit (a hash join) rather than a million array literals in the COPY
+    select = """SELECT s.code, s.category_code, s.priority, s.channel, s.description,
+                to_timestamp(s.reported_at), s.status, s.handling_level, s.unit_id, u.unit_path,
+                ST_SetSRID(ST_MakePoint(s.x, s.y), 4490), s.dispatched_at, s.handled_at,
+                s.closed_at, s.satisfaction, s.due_at
+                FROM stg_events s LEFT JOIN units u ON u.id = s.unit_id"""
     return _upsert(conn, "events", cols, select, "(code)", len(frame))
 
 

@@ -310,7 +310,15 @@ _KPI_SQL = """
              (e.status <> 'cancelled' AND (e.closed_at IS NULL OR e.closed_at > :asof)) AS is_open
       FROM events e
       WHERE e.reported_at < :asof AND e.unit_path @> ARRAY[:within]::varchar[] AND {scope}
+        AND ({relevant})
     ) x"""
+
+# The only events a window's figures can count: reported in it, open now (partial index
+# ix_events_open), or closed after ``asof`` (so open then; ix_events_closed). Three index scans
+# OR-ed together instead of every event of the year. An event whose status says closed but that
+# has no closed_at is a data error and counts as closed.
+_RELEVANT = """(e.reported_at >= :start AND e.reported_at < :end)
+        OR e.status NOT IN ('cancelled', 'closed', 'evaluated') OR e.closed_at > :asof"""
 
 _PATROL_SQL = """
     WITH g AS (SELECT count(*) AS n, min(depth) AS d FROM units
@@ -339,7 +347,7 @@ def kpis(
 ) -> dict[str, float | int | None]:
     """The headline figures of one window (see the module docstring for each definition)."""
     params = _scoped(scope, {**window.params(), "within": within, "tz": tz, "grid": grid_level})
-    e = _all(bind, _KPI_SQL.format(scope=scope.sql("e")), params)[0]
+    e = _all(bind, _KPI_SQL.format(scope=scope.sql("e"), relevant=_RELEVANT), params)[0]
     p = _all(bind, _PATROL_SQL.format(scope=scope.sql(), pscope=scope.sql("p")), params)[0]
     days = window.days
     return {
@@ -371,6 +379,7 @@ def ranking(
                                   AND e.status <> 'cancelled') AS closable
           FROM events e
           WHERE e.reported_at < :asof AND e.unit_path @> ARRAY[:within]::varchar[] AND {scope.sql("e")}
+            AND ({_RELEVANT})
           GROUP BY 1)
         SELECT u.code, u.name, u.level, u.households, coalesce(ev.reported, 0) AS reported,
                coalesce(ev.open, 0) AS open, coalesce(ev.overdue, 0) AS overdue,
