@@ -360,12 +360,16 @@ def _events(frame: gpd.GeoDataFrame, ref: Reference, *, level: str | None):  # n
         _to_int(frame["priority"]) if "priority" in frame else pd.Series(pd.NA, index=frame.index)
     )
     frame["priority"] = priority.fillna(defaults).astype("Int64")
-    emergency = _map_distinct(frame["category_code"], lambda c: ref.categories.get(c, (3, False))[1])
+    emergency = _map_distinct(
+        frame["category_code"], lambda c: ref.categories.get(c, (3, False))[1]
+    )
     default_level = np.where(emergency.fillna(False).astype(bool), "county", "grid")
     given = (
         frame["handling_level"] if "handling_level" in frame else pd.Series(None, index=frame.index)
     ).astype(object)
-    frame["handling_level"] = given.where(_map_distinct(given, _present).astype(bool), default_level)
+    frame["handling_level"] = given.where(
+        _map_distinct(given, _present).astype(bool), default_level
+    )
     for col in ("dispatched_at", "handled_at", "closed_at", "due_at"):
         if col in frame:
             frame[col], bad = _parse_times(frame[col])

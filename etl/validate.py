@@ -27,10 +27,8 @@ def check_geometry(geoms: gpd.GeoSeries, expected: str) -> tuple[gpd.GeoSeries, 
     """
     problems: list[Problem] = []
     values = np.asarray(geoms.values, dtype=object)
-    if shapely.has_z(values).any():  # force_2d rebuilds every geometry: only when needed
-        values = shapely.force_2d(values)
-    else:
-        values = values.copy()  # repairs below write into it
+    # force_2d rebuilds every geometry, so only when needed; repairs below write into the copy
+    values = shapely.force_2d(values) if shapely.has_z(values).any() else values.copy()
     allowed = EXPECTED_TYPES[expected]
     missing = pd.isna(values) | shapely.is_empty(values)
     type_names = np.array(

@@ -212,7 +212,9 @@ class _BulkPlan:
 # --- assignment ------------------------------------------------------------------------------
 
 
-def assign_to_leaves(conn: Connection, points: np.ndarray) -> tuple[pd.api.extensions.ExtensionArray, np.ndarray]:
+def assign_to_leaves(
+    conn: Connection, points: np.ndarray
+) -> tuple[pd.api.extensions.ExtensionArray, np.ndarray]:
     """Finest unit of each point (lowest code wins on shared edges): its id (Int32, NA when
     none) and its code path as a PostgreSQL array literal (None when none)."""
     leaves = leaf_units(conn)
