@@ -245,3 +245,57 @@ def test_wall_mode_cycles_scenes(site: str, chromium: Any) -> None:
     assert seen[:4] == [t(f"scene.{s}") for s in ("hotspots", "overdue", "dispatch", "overview")]
     assert not real_errors(errors), errors
     page.close()
+
+
+def test_page_recovers_after_database_outage(
+    site: str, chromium: Any, screen_engine: Engine, as_of: datetime
+) -> None:
+    """Every connection of the page's database is killed and new ones refused (what clients see
+    while PostgreSQL restarts): the badge turns stale, and once the database is back the page
+    resumes by itself: a new event reaches the feed without a reload."""
+    errors: list[str] = []
+    page = open_screen(chromium, site + "/", errors)
+    badge = page.locator("#cmd-live-badge")
+    assert "ok" in (badge.get_attribute("class") or "")
+    database = screen_engine.url.database
+    admin = create_engine(
+        screen_engine.url.set(database="postgres"), isolation_level="AUTOCOMMIT"
+    )
+    code = f"BACK-{uuid.uuid4().hex[:8]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS false'))
+            conn.execute(
+                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                     "WHERE datname = :d AND pid <> pg_backend_pid()"), {"d": database})  # fmt: skip
+        page.wait_for_function(
+            "() => document.querySelector('#cmd-live-badge').className.includes('stale')",
+            timeout=10000,
+        )
+        shot(page, "09-database-down")
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS true'))
+        page.wait_for_function(
+            "() => document.querySelector('#cmd-live-badge').className.includes('ok')",
+            timeout=10000,
+        )
+        with screen_engine.begin() as conn:
+            conn.execute(
+                text("""INSERT INTO events (code, geom, category_code, priority, channel, reported_at,
+                                           status, unit_id, unit_path, handling_level)
+                        SELECT :code, ST_PointOnSurface(u.geom), (SELECT min(code) FROM event_categories
+                               WHERE length(code) = 4), 2, 'hotline', :at, 'reported', u.id,
+                               u.unit_path, 'grid'
+                        FROM units u WHERE u.valid_to IS NULL ORDER BY u.depth DESC, u.code LIMIT 1"""),
+                {"code": code, "at": as_of},
+            )  # fmt: skip
+        page.wait_for_selector(f".feed-item[data-code='{code}']", timeout=3000)
+        shot(page, "10-database-back")
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS true'))
+        admin.dispose()
+        with screen_engine.begin() as conn:
+            conn.execute(text("DELETE FROM events WHERE code = :c"), {"c": code})
+    assert not [e for e in real_errors(errors) if "500" not in e], errors
+    page.close()
