@@ -267,12 +267,13 @@ def kpi_cards(
 
 
 def ranking_table(rows: Sequence[dict[str, Any]], *, lang: str, page: str) -> html.Table:
-    """Children of the selection, worst first; a row click drills down (pattern-matching id)."""
+    """Children of the selection, worst first; a row click drills down (``.pick[data-code]``:
+    one delegated click handler in screen.js, not a pattern-matching input per row)."""
     head = html.Tr([html.Th("#"), html.Th(""), html.Th(t("rank.open", lang)),
                     html.Th(t("rank.overdue", lang)), html.Th(t("rank.reported", lang)),
                     html.Th(t("rank.closure", lang))])  # fmt: skip
     body = [
-        html.Tr(id={"type": f"{page}-rank", "code": r["code"]}, n_clicks=0, className="rank-row", children=[
+        html.Tr(className="rank-row pick", **{"data-code": r["code"]}, children=[
             html.Td(i + 1), html.Td(r["name"], className="rank-name"), html.Td(f"{r['open']:,}"),
             html.Td(f"{r['overdue']:,}", className="bad" if r["overdue"] else ""),
             html.Td(f"{r['reported']:,}"), html.Td(format_value(r["closure_rate"], "pct", lang)),

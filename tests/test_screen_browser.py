@@ -258,9 +258,7 @@ def test_page_recovers_after_database_outage(
     badge = page.locator("#cmd-live-badge")
     assert "ok" in (badge.get_attribute("class") or "")
     database = screen_engine.url.database
-    admin = create_engine(
-        screen_engine.url.set(database="postgres"), isolation_level="AUTOCOMMIT"
-    )
+    admin = create_engine(screen_engine.url.set(database="postgres"), isolation_level="AUTOCOMMIT")
     code = f"BACK-{uuid.uuid4().hex[:8]}"
     try:
         with admin.connect() as conn:

@@ -77,8 +77,10 @@
     new ResizeObserver(function () {
       clearTimeout(map._ggResizeTimer);
       map._ggResizeTimer = setTimeout(function () {
-        map.stop();
+        const before = map.getSize();
         map.invalidateSize({pan: false});
+        if (map.getSize().equals(before)) return;  // observe() reports once at start: no redraw
+        map.stop();
         if (gg.lastViewport && gg.lastViewport.bounds) map.fitBounds(gg.lastViewport.bounds, {animate: false});
       }, 80);
     }).observe(map.getContainer());
@@ -216,7 +218,23 @@
   };
   gg.dispatchStyle = function () { return {color: "#fb923c", weight: 3, dashArray: "10 8", opacity: 0.95}; };
 
+  // ---- panels rendered on the server as HTML (dashboard/markup.py) ----------------------------
+  gg.fillPanels = function (panels) {
+    Object.entries(panels || {}).forEach(function ([id, markup]) {
+      const el = document.getElementById(id);
+      if (el && el._ggMarkup !== markup) { el.innerHTML = markup; el._ggMarkup = markup; }
+    });
+    return window.dash_clientside.no_update;
+  };
+
   // ---- page state, URL, live badge ------------------------------------------------------------
+  // Ranking rows and breadcrumbs carry data-code; one delegated handler turns a click into the
+  // cmd-pick store (cheaper than a pattern-matching input per row for Dash to re-index).
+  document.addEventListener("click", function (e) {
+    const el = e.target.closest && e.target.closest(".pick[data-code]");
+    if (!el || !window.dash_clientside || !window.dash_clientside.set_props) return;
+    window.dash_clientside.set_props("cmd-pick", {data: {code: el.dataset.code, at: Date.now()}});
+  });
   gg.syncUrl = function (state) {
     if (!state) return window.dash_clientside.no_update;
     const q = new URLSearchParams();

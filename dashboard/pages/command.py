@@ -17,13 +17,14 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import dash
-from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
+from dash import Input, Output, State, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 from sqlalchemy.exc import DBAPIError
 
 from dashboard import layers as L
 from dashboard.app import context
 from dashboard.i18n import normalise, t, table
+from dashboard.markup import to_html
 from etl.queries import screen as q
 
 PAGE = "cmd"
@@ -33,7 +34,7 @@ WINDOWS = ("today", "7d", "30d", "custom")
 DEFAULT_LAYERS = L.LAYER_KEYS
 SCENES = ("overview", "hotspots", "overdue", "dispatch")
 FEED_SIZE = 15
-RANK_SIZE = 20  # what the panel shows; every row is a pattern-matching input to re-index
+RANK_SIZE = 20  # rows the ranking panel shows
 
 
 def _pid(name: str) -> str:
@@ -100,7 +101,8 @@ def layout(**query: Any) -> html.Div:
         dcc.Store(id=_pid("state"), data=state),
         dcc.Store(id=_pid("query"), data=query_key(state)),
         dcc.Store(id=_pid("view")), dcc.Store(id=_pid("evdata")), dcc.Store(id=_pid("delta")),
-        dcc.Store(id=_pid("cursor"), data=0), dcc.Store(id=_pid("live")),
+        dcc.Store(id=_pid("cursor"), data=0), dcc.Store(id=_pid("live")), dcc.Store(id=_pid("pick")),
+        dcc.Store(id=_pid("panels")),
         dcc.Store(id=_pid("ev-style")), dcc.Store(id=_pid("heat-style")), dcc.Store(id=_pid("scenes")),
         dcc.Store(id=_pid("scene"), data={"mode": "all", "name": "overview"}),
         dcc.Store(id=_pid("text"), data={**table("live", lang), **table("play", lang)}),
@@ -161,13 +163,12 @@ def layout(**query: Any) -> html.Div:
     Input(_pid("cats"), "value"),
     Input(_pid("layers"), "overlays"),
     Input(_pid("bounds"), "clickData"),
-    Input({"type": _pid("crumb"), "code": ALL}, "n_clicks"),
-    Input({"type": _pid("rank"), "code": ALL}, "n_clicks"),
+    Input(_pid("pick"), "data"),
     State(_pid("state"), "data"),
     State(_pid("query"), "data"),
     prevent_initial_call=True,
 )
-def reduce_state(win, start, end, cats, overlays, click, _crumbs, _ranks, state, key):  # type: ignore[no-untyped-def]
+def reduce_state(win, start, end, cats, overlays, click, pick, state, key):  # type: ignore[no-untyped-def]
     """Every control writes the one page state; the fetch key changes only when data must."""
     trigger = ctx.triggered_id
     new = dict(state)
@@ -182,8 +183,8 @@ def reduce_state(win, start, end, cats, overlays, click, _crumbs, _ranks, state,
         new["layers"] = [names[n] for n in overlays or [] if n in names]
     elif trigger == _pid("bounds") and click:
         new["unit"] = click["properties"]["code"]
-    elif isinstance(trigger, dict) and ctx.triggered and ctx.triggered[0]["value"]:
-        new["unit"] = trigger["code"]
+    elif trigger == _pid("pick") and pick:  # a ranking row or breadcrumb (screen.js)
+        new["unit"] = pick["code"]
     else:
         raise PreventUpdate
     new_key = query_key(new)
@@ -276,8 +277,8 @@ def _crumbs(path: tuple[tuple[str, str], ...]) -> list[Any]:
         if i:
             items.append(html.Span("›", className="crumb-sep"))
         last = i == len(path) - 1
-        items.append(html.Button(name, id={"type": _pid("crumb"), "code": code}, n_clicks=0,
-                                 className="crumb current" if last else "crumb"))  # fmt: skip
+        items.append(html.Button(name, className="crumb pick current" if last else "crumb pick",
+                                 **{"data-code": code}))  # fmt: skip
     return items
 
 
@@ -372,16 +373,14 @@ dash.clientside_callback(
 
 
 @dash.callback(
-    Output(_pid("kpis"), "children"),
-    Output(_pid("ranking"), "children"),
-    Output(_pid("trend"), "children"),
-    Output(_pid("feed"), "children"),
+    Output(_pid("panels"), "data"),
     Input(_pid("view"), "data"),
     Input(_pid("query"), "data"),
     Input(_pid("delta"), "data"),
 )
 def numbers(view, key, _delta):  # type: ignore[no-untyped-def]
-    """KPIs against the previous period and target, ranking, trend and the feed."""
+    """KPIs against the previous period and target, ranking, trend and the feed, as HTML that
+    screen.js sets in one go (see dashboard.markup)."""
     if not view:
         raise PreventUpdate
     app = context()
@@ -403,11 +402,19 @@ def numbers(view, key, _delta):  # type: ignore[no-untyped-def]
         raise PreventUpdate from None
     if lang == "en":
         feed = [{**r, "category": r["category_en"] or r["category"]} for r in feed]
-    return (
-        L.kpi_cards(current, previous, lang=lang, one_day=window.days == 1, page=PAGE),
-        L.ranking_table(ranks, lang=lang, page=PAGE), L.trend_bars(trend, lang=lang, bucket=bucket),
-        L.feed_items(feed, lang=lang, now=now),
-    )  # fmt: skip
+    return {
+        _pid("kpis"): to_html(L.kpi_cards(current, previous, lang=lang, one_day=window.days == 1, page=PAGE)),
+        _pid("ranking"): to_html(L.ranking_table(ranks, lang=lang, page=PAGE)),
+        _pid("trend"): to_html(L.trend_bars(trend, lang=lang, bucket=bucket)),
+        _pid("feed"): to_html(L.feed_items(feed, lang=lang, now=now)),
+    }  # fmt: skip
+
+
+dash.clientside_callback(
+    "function(panels){ return window.gridgov.fillPanels(panels); }",
+    Output(_pid("panels"), "modified_timestamp"),
+    Input(_pid("panels"), "data"),
+)
 
 
 @dash.callback(
