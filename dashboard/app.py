@@ -73,6 +73,12 @@ def create_app(
         title=t("app.title", settings.language), suppress_callback_exceptions=True,
         update_title=None,  # type: ignore[arg-type]
     )  # fmt: skip
+    # Leaflet positions every marker and label with translate3d, which makes each its own
+    # compositor layer; with several hundred on a wall map, committing them held the main
+    # thread ~0.3 s. Plain left/top positioning (set before Leaflet loads) keeps one layer.
+    app.index_string = app.index_string.replace(
+        "{%scripts%}", "<script>window.L_DISABLE_3D = true;</script>{%scripts%}"
+    )
     _import_pages()
     _attach_page_callbacks(app)
     app.server.config["SECRET_KEY"] = settings.secret_key

@@ -113,7 +113,7 @@ def map_component(
         dl.Overlay(dl.GeoJSON(id=f"{page}-events", data=EMPTY, cluster=True,
                               pointToLayer=fn("eventMarker"), clusterToLayer=fn("clusterIcon"),
                               filter=fn("eventFilter"), hideout={}, zoomToBoundsOnClick=True,
-                              superClusterOptions={"radius": 60, "maxZoom": 16}),
+                              superClusterOptions={"radius": 90, "maxZoom": 16}),
                    name=name["events"], checked="events" in checked),
         dl.Overlay(dl.GeoJSON(id=f"{page}-responders", data=EMPTY, pointToLayer=fn("responderMarker"),
                               style=fn("dispatchStyle"), hideout={}),
@@ -154,12 +154,19 @@ def event_hideout(
     }  # fmt: skip
 
 
+# More responders than this in one view are drawn as canvas dots rather than lettered icons:
+# every icon is a DOM element the browser composites, and 500 of them at province scale cost the
+# first render ~0.15 s of main thread; the dots cost next to nothing and still show status.
+RESPONDER_ICONS_MAX = 150
+
+
 def responders_geojson(rows: Sequence[dict[str, Any]], lang: str) -> dict[str, Any]:
     """Responder points plus a line to the event each one is dispatched to."""
     features: list[dict[str, Any]] = []
+    dense = len(rows) > RESPONDER_ICONS_MAX
     for r in rows:
         props = {"kind": "responder", "code": r["code"], "name": r["name"], "type": r["type"],
-                 "status": r["status"], "icon": RESPONDER_ICONS.get(r["type"], "•"),
+                 "status": r["status"], "icon": RESPONDER_ICONS.get(r["type"], "•"), "dense": dense,
                  "typeName": _label("resp", r["type"], lang),
                  "statusName": _label("resp", r["status"], lang)}  # fmt: skip
         point = {"type": "Point", "coordinates": [r["lon"], r["lat"]]}

@@ -36,27 +36,40 @@
      the finer ones as you zoom in. */
   const MIN_PX = 70;
   /* Tooltips are bound lazily: thousands of hidden permanent tooltips would stall the page. */
+  /* Opening a permanent tooltip measures it (a forced layout), so hundreds at once held the main
+     thread for 0.2-0.4 s: they are placed LABEL_SLICE at a time, one task each, and a newer pass
+     (the map moved again) cancels an older one. */
+  const LABEL_SLICE = 25;
   function updateLabels(map) {
     const view = map.getBounds().pad(0.2);
     map._ggLabels = (map._ggLabels || []).filter((l) => l._map);
-    (map._ggLabels || []).forEach(function (layer) {
-      if (!layer._map || !layer.getBounds) return;
-      const b = layer.getBounds();
-      let show = view.intersects(b);
-      if (show) {
-        const w = map.latLngToContainerPoint(b.getNorthEast()).x - map.latLngToContainerPoint(b.getSouthWest()).x;
-        show = w >= MIN_PX;
-      }
-      const bound = !!layer.getTooltip();
-      if (show && !bound) {
-        layer.bindTooltip(esc(layer.feature.properties.name), {permanent: true, direction: "center", className: "lbl " + layer._ggLabelClass, interactive: false});
-      } else if (!show && bound) {
-        layer.unbindTooltip();
-      }
-    });
+    const layers = map._ggLabels.slice();
+    const pass = (map._ggLabelPass = (map._ggLabelPass || 0) + 1);
+    let i = 0;
+    (function slice() {
+      if (pass !== map._ggLabelPass) return;
+      for (const end = Math.min(layers.length, i + LABEL_SLICE); i < end; i++) showLabel(map, layers[i], view);
+      if (i < layers.length) setTimeout(slice, 0);
+    })();
+  }
+  function showLabel(map, layer, view) {
+    if (!layer._map || !layer.getBounds) return;
+    const b = layer.getBounds();
+    let show = view.intersects(b);
+    if (show) {
+      const w = map.latLngToContainerPoint(b.getNorthEast()).x - map.latLngToContainerPoint(b.getSouthWest()).x;
+      show = w >= MIN_PX;
+    }
+    const bound = !!layer.getTooltip();
+    if (show && !bound) {
+      layer.bindTooltip(esc(layer.feature.properties.name), {permanent: true, direction: "center", className: "lbl " + layer._ggLabelClass, interactive: false});
+    } else if (!show && bound) {
+      layer.unbindTooltip();
+    }
   }
   function label(cls) {
     return function (f, layer) {
+      if (f.properties.nolabel) return;  // drawn twice (outline and band): labelled once
       layer._ggLabelClass = cls;
       layer.on("add", function () {
         const map = layer._map;
@@ -212,9 +225,15 @@
   gg.responderMarker = function (f, latlng) {
     const p = f.properties;
     const busy = p.status !== "available";
+    const tip = esc(p.name) + " · " + esc(p.typeName) + " · " + esc(p.statusName);
+    if (p.dense) {  // many in view: canvas dots, no DOM element each (see layers.RESPONDER_ICONS_MAX)
+      return L.circleMarker(latlng, {radius: 6, color: "#f8fafc", weight: 1.5, fillOpacity: 1,
+                                     fillColor: busy ? "#c2410c" : "#15803d"})
+        .bindTooltip(tip, {className: "dark-tip"});
+    }
     const html = "<div class='resp " + (busy ? "busy" : "free") + "'>" + esc(p.icon) + "</div>";
     return L.marker(latlng, {icon: L.divIcon({html: html, className: "resp-wrap", iconSize: [30, 30], iconAnchor: [15, 15]}), zIndexOffset: 500})
-      .bindTooltip(esc(p.name) + " · " + esc(p.typeName) + " · " + esc(p.statusName), {className: "dark-tip"});
+      .bindTooltip(tip, {className: "dark-tip"});
   };
   gg.dispatchStyle = function () { return {color: "#fb923c", weight: 3, dashArray: "10 8", opacity: 0.95}; };
 

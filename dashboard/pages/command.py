@@ -35,6 +35,10 @@ DEFAULT_LAYERS = L.LAYER_KEYS
 SCENES = ("overview", "hotspots", "overdue", "dispatch")
 FEED_SIZE = 15
 RANK_SIZE = 20  # rows the ranking panel shows
+# Two levels are drawn (children outlined, grandchildren by band) unless the grandchildren are
+# more than this: 2,000 communities of a province cost the browser ~0.5 s and their labels could
+# not be read at that zoom anyway; they appear on drill-down.
+DETAIL_MAX = 800
 
 
 def _pid(name: str) -> str:
@@ -211,6 +215,16 @@ dash.clientside_callback(
 # --- callbacks: the selected unit ----------------------------------------------------------------
 
 
+def selected_unit(key: dict[str, Any]) -> q.UnitRef | None:
+    """The unit the query asks for (the root when none or unknown), resolved by every callback
+    that needs it, so the map, the events and the numbers are fetched side by side."""
+    app = context()
+    engine, scope = app.engine, app.scope
+    return (q.unit_ref(engine, scope, key["unit"]) if key["unit"] else None) or q.root_unit(
+        engine, scope
+    )
+
+
 @dash.callback(
     Output(_pid("view"), "data"),
     Output(_pid("bounds"), "data"),
@@ -234,18 +248,18 @@ def show_unit(key, view):  # type: ignore[no-untyped-def]
         raise PreventUpdate
     app = context()
     engine, scope, lang = app.engine, app.scope, key["lang"]
-    ref = (q.unit_ref(engine, scope, key["unit"]) if key["unit"] else None) or q.root_unit(
-        engine, scope
-    )
+    ref = selected_unit(key)
     if ref is None:
         raise PreventUpdate
     (s, w), (n, e) = ref.bounds
     tol = max(n - s, e - w) / 1500  # about a pixel of a wall screen showing the whole unit
     children = q.unit_layer(engine, scope, within=ref.code, depth=ref.depth + 1, tolerance=tol)
     detail = q.unit_layer(engine, scope, within=ref.code, depth=ref.depth + 2, tolerance=tol)
+    if len(detail["features"]) > DETAIL_MAX:  # too fine to read at this zoom: one level only
+        detail = L.EMPTY
     if not children["features"]:  # a leaf (grid): show itself
         children = q.unit_layer(engine, scope, within=ref.code, depth=ref.depth, tolerance=tol / 4)
-    band_layer = detail if detail["features"] else children
+    band_layer = detail if detail["features"] else _unlabelled(children)
     band_level = (
         band_layer["features"][0]["properties"]["level"] if band_layer["features"] else None
     )
@@ -266,9 +280,25 @@ def show_unit(key, view):  # type: ignore[no-untyped-def]
         {"bands": app.settings.bands, "colours": L.BAND_COLOURS},
         outline, roads, L.one_point((w + e) / 2, (s + n) / 2),
         {"url": "/tiles/buildings/{z}/{x}/{y}.pbf", "minZoom": 14},
-        {"bounds": [[s, w], [n, e]], "transition": "flyToBounds"},
+        _viewport([[s, w], [n, e]], first=view is None),
         _crumbs(ref.path), L.legend(lang, band), cats,
     )  # fmt: skip
+
+
+def _unlabelled(layer: dict[str, Any]) -> dict[str, Any]:
+    """The same features for the band layer, marked so they are not labelled a second time."""
+    features = [
+        {**f, "properties": {**f["properties"], "nolabel": True}} for f in layer["features"]
+    ]
+    return {**layer, "features": features}
+
+
+def _viewport(bounds: list[list[float]], *, first: bool) -> dict[str, Any]:
+    """Fly to a drilled unit; jump to the first one (a flight redraws every layer each frame,
+    which at province scale held the first render's main thread for ~0.3 s)."""
+    if first:
+        return {"bounds": bounds, "transition": "fitBounds", "options": {"animate": False}}
+    return {"bounds": bounds, "transition": "flyToBounds"}
 
 
 def _crumbs(path: tuple[tuple[str, str], ...]) -> list[Any]:
@@ -293,21 +323,21 @@ def _crumbs(path: tuple[tuple[str, str], ...]) -> list[Any]:
     Output(_pid("heat-style"), "data"),
     Output(_pid("slider"), "max"),
     Output(_pid("slider"), "value"),
-    Input(_pid("view"), "data"),
     Input(_pid("query"), "data"),
 )
-def load_events(view, key):  # type: ignore[no-untyped-def]
+def load_events(key):  # type: ignore[no-untyped-def]
     """Events of the window as column arrays, the heat cells, and the wall-mode scene frames."""
-    if not view:
+    ref = selected_unit(key)
+    if ref is None:
         raise PreventUpdate
     app = context()
     engine, scope, lang, now = app.engine, app.scope, key["lang"], app.now()
     window, steps, _bucket = window_of(key, now)
     cursor = q.max_rev(engine)  # read first: a change racing the fetch comes again as a delta
-    rows = q.map_events(engine, scope, within=view["code"], window=window)
-    (s, w), (n, e) = view["bounds"]
+    rows = q.map_events(engine, scope, within=ref.code, window=window)
+    (s, w), (n, e) = ref.bounds
     cell = max(max(n - s, e - w) / 120, 0.0005)
-    cells = q.heat_cells(engine, scope, within=view["code"], window=window, cell=cell, steps=steps,
+    cells = q.heat_cells(engine, scope, within=ref.code, window=window, cell=cell, steps=steps,
                          categories=key["cats"])  # fmt: skip
     style = L.event_hideout(lang, q.categories(engine), now=now, cats=key["cats"])
     style.update(
@@ -374,19 +404,22 @@ dash.clientside_callback(
 
 @dash.callback(
     Output(_pid("panels"), "data"),
-    Input(_pid("view"), "data"),
     Input(_pid("query"), "data"),
     Input(_pid("delta"), "data"),
 )
-def numbers(view, key, _delta):  # type: ignore[no-untyped-def]
+def numbers(key, _delta):  # type: ignore[no-untyped-def]
     """KPIs against the previous period and target, ranking, trend and the feed, as HTML that
     screen.js sets in one go (see dashboard.markup)."""
-    if not view:
+    try:
+        ref = selected_unit(key)
+    except DBAPIError:
+        raise PreventUpdate from None
+    if ref is None:
         raise PreventUpdate
     app = context()
     engine, scope, lang, now = app.engine, app.scope, key["lang"], app.now()
     window, _steps, bucket = window_of(key, now)
-    tz, code = app.settings.timezone, view["code"]
+    tz, code = app.settings.timezone, ref.code
     # Independent reads on their own connections: the database runs them side by side.
     with ThreadPoolExecutor(max_workers=4) as pool:
         jobs = [
@@ -419,16 +452,16 @@ dash.clientside_callback(
 
 @dash.callback(
     Output(_pid("responders"), "data"),
-    Input(_pid("view"), "data"),
+    Input(_pid("query"), "data"),
     Input(_pid("slow"), "n_intervals"),
-    State(_pid("query"), "data"),
 )
-def show_responders(view, _n, key):  # type: ignore[no-untyped-def]
-    if not view:
-        raise PreventUpdate
+def show_responders(key, _n):  # type: ignore[no-untyped-def]
     app = context()
     try:
-        rows = q.responders(app.engine, app.scope, within=view["code"])
+        ref = selected_unit(key)
+        if ref is None:
+            raise PreventUpdate
+        rows = q.responders(app.engine, app.scope, within=ref.code)
     except DBAPIError:
         raise PreventUpdate from None
     return L.responders_geojson(rows, key["lang"])
