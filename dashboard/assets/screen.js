@@ -117,8 +117,10 @@
     const Gated = L.VectorGrid.Protobuf.extend({
       _isValidTile: function (c) { return c.z >= minZ && L.VectorGrid.Protobuf.prototype._isValidTile.call(this, c); },
     });
+    /* 512-px tiles one zoom coarser (zoomOffset -1): the same ground in a quarter of the tiles,
+       and each tile is a canvas and a request to set up when the view moves. */
     const layer = new Gated(h.url, {
-      maxZoom: 22, interactive: true, rendererFactory: L.canvas.tile,
+      maxZoom: 22, tileSize: 512, zoomOffset: -1, interactive: true, rendererFactory: L.canvas.tile,
       getFeatureId: (ft) => ft.properties.code,
       vectorTileLayerStyles: {buildings: function (p) {
         return {fill: true, fillColor: gg.buildingColour(p.hh), fillOpacity: 0.75, color: "#0f172a", weight: 0.6};
