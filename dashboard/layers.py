@@ -86,8 +86,10 @@ def map_component(
     attribution: str,
     checked: Sequence[str],
     lang: str,
+    bounds: list[list[float]] | None = None,
 ) -> dl.Map:
-    """The map with every layer empty; callbacks fill ``data`` and ``hideout`` later."""
+    """The map with every layer empty; callbacks fill ``data`` and ``hideout`` later. With
+    ``bounds`` it opens on them (no first move, which would redraw every layer)."""
     name = {k: t(f"layer.{k}", lang) for k in LAYER_KEYS}
     bases = [dl.BaseLayer(dl.LayerGroup([
         dl.GeoJSON(id=f"{page}-roads", data=EMPTY, style=fn("roadStyle"), interactive=False),
@@ -119,8 +121,13 @@ def map_component(
                               style=fn("dispatchStyle"), hideout={}),
                    name=name["responders"], checked="responders" in checked),
     ]  # fmt: skip
+    opening = (
+        {"viewport": {"bounds": bounds, "transition": "fitBounds", "options": {"animate": False}}}
+        if bounds
+        else {}
+    )
     return dl.Map(
-        id=f"{page}-map", center=list(center), zoom=zoom, preferCanvas=True, zoomSnap=0.25,
+        id=f"{page}-map", center=list(center), zoom=zoom, **opening, preferCanvas=True, zoomSnap=0.25,
         className="map", attributionControl=bool(attribution), children=[
             dl.LayersControl(bases + overlays, id=f"{page}-layers", collapsed=False,
                              overlays=[name[k] for k in LAYER_KEYS if k in checked]),

@@ -98,8 +98,9 @@
       }, 80);
     }).observe(map.getContainer());
   };
-  gg.rememberViewport = function (v) {
-    gg.lastViewport = v;
+  gg.rememberViewport = function (v, view) {
+    // the first unit is not a viewport change (the map opens on it): remember its bounds
+    gg.lastViewport = v || (view ? {bounds: view.bounds} : gg.lastViewport);
     return "";
   };
   gg.labelChild = label("lbl-child");

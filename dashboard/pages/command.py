@@ -12,6 +12,8 @@ events layer and the numbers refresh. A failing database shows the staleness bad
 
 from __future__ import annotations
 
+import hashlib
+import json
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -101,12 +103,16 @@ def layout(**query: Any) -> html.Div:
     state = initial_state(query, settings.language)
     lang = state["lang"]
     today = app.now().date()
+    try:
+        opening = selected_unit(query_key(state))
+    except DBAPIError:  # the page still opens; the callbacks retry
+        opening = None
     return html.Div(id=_pid("root"), className="cmd wall" if state["wall"] else "cmd", children=[
         dcc.Store(id=_pid("state"), data=state),
         dcc.Store(id=_pid("query"), data=query_key(state)),
         dcc.Store(id=_pid("view")), dcc.Store(id=_pid("evdata")), dcc.Store(id=_pid("delta")),
         dcc.Store(id=_pid("cursor"), data=0), dcc.Store(id=_pid("live")), dcc.Store(id=_pid("pick")),
-        dcc.Store(id=_pid("panels")),
+        dcc.Store(id=_pid("panels")), dcc.Store(id=_pid("responders-hash")),
         dcc.Store(id=_pid("ev-style")), dcc.Store(id=_pid("heat-style")), dcc.Store(id=_pid("scenes")),
         dcc.Store(id=_pid("scene"), data={"mode": "all", "name": "overview"}),
         dcc.Store(id=_pid("text"), data={**table("live", lang), **table("play", lang)}),
@@ -140,7 +146,8 @@ def layout(**query: Any) -> html.Div:
             html.Section(className="panel centre", children=[
                 L.map_component(page=PAGE, center=settings.map_center, zoom=settings.map_zoom,
                                 tile_url=settings.tile_url, attribution=settings.tile_attribution,
-                                checked=state["layers"], lang=lang),
+                                checked=state["layers"], lang=lang,
+                                bounds=[list(p) for p in opening.bounds] if opening else None),
                 html.Div(id=_pid("legend")),
                 html.Div(className="playback", children=[
                     dcc.Slider(id=_pid("slider"), min=0, max=24, step=1, value=24, marks=None,
@@ -201,9 +208,10 @@ dash.clientside_callback(
     Input(_pid("state"), "data"),
 )
 dash.clientside_callback(
-    "function(v){ return window.gridgov.rememberViewport(v); }",
+    "function(v, view){ return window.gridgov.rememberViewport(v, view); }",
     Output(_pid("scene-title"), "title"),
     Input(_pid("map"), "viewport"),
+    Input(_pid("view"), "data"),
 )
 dash.clientside_callback(
     "function(win){ return win === 'custom' ? 'range' : 'range hidden'; }",
@@ -293,12 +301,11 @@ def _unlabelled(layer: dict[str, Any]) -> dict[str, Any]:
     return {**layer, "features": features}
 
 
-def _viewport(bounds: list[list[float]], *, first: bool) -> dict[str, Any]:
-    """Fly to a drilled unit; jump to the first one (a flight redraws every layer each frame,
-    which at province scale held the first render's main thread for ~0.3 s)."""
-    if first:
-        return {"bounds": bounds, "transition": "fitBounds", "options": {"animate": False}}
-    return {"bounds": bounds, "transition": "flyToBounds"}
+def _viewport(bounds: list[list[float]], *, first: bool) -> Any:
+    """Fly to a drilled unit. The map opens on the first one (see ``layout``): moving it again
+    would redraw every layer, and a flight redraws them every frame (~0.3 s of main thread at
+    province scale)."""
+    return no_update if first else {"bounds": bounds, "transition": "flyToBounds"}
 
 
 def _crumbs(path: tuple[tuple[str, str], ...]) -> list[Any]:
@@ -452,10 +459,14 @@ dash.clientside_callback(
 
 @dash.callback(
     Output(_pid("responders"), "data"),
+    Output(_pid("responders-hash"), "data"),
     Input(_pid("query"), "data"),
     Input(_pid("slow"), "n_intervals"),
+    State(_pid("responders-hash"), "data"),
 )
-def show_responders(key, _n):  # type: ignore[no-untyped-def]
+def show_responders(key, _n, shown):  # type: ignore[no-untyped-def]
+    """Positions every few seconds; sent only when they changed (redrawing hundreds of
+    responders for nothing cost the page 0.1-0.2 s every five seconds)."""
     app = context()
     try:
         ref = selected_unit(key)
@@ -464,7 +475,11 @@ def show_responders(key, _n):  # type: ignore[no-untyped-def]
         rows = q.responders(app.engine, app.scope, within=ref.code)
     except DBAPIError:
         raise PreventUpdate from None
-    return L.responders_geojson(rows, key["lang"])
+    layer = L.responders_geojson(rows, key["lang"])
+    digest = hashlib.blake2b(json.dumps(layer, sort_keys=True).encode(), digest_size=16).hexdigest()
+    if digest == shown:
+        raise PreventUpdate
+    return layer, digest
 
 
 # --- client-side: live badge, playback, wall mode ------------------------------------------------
