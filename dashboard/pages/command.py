@@ -314,8 +314,9 @@ def _crumbs(path: tuple[tuple[str, str], ...]) -> list[Any]:
         if i:
             items.append(html.Span("›", className="crumb-sep"))
         last = i == len(path) - 1
+        code_attr: dict[str, Any] = {"data-code": code}  # read by screen.js's click handler
         items.append(html.Button(name, className="crumb pick current" if last else "crumb pick",
-                                 **{"data-code": code}))  # fmt: skip
+                                 **code_attr))  # fmt: skip
     return items
 
 
