@@ -297,3 +297,24 @@ def test_page_recovers_after_database_outage(
             conn.execute(text("DELETE FROM events WHERE code = :c"), {"c": code})
     assert not [e for e in real_errors(errors) if "500" not in e], errors
     page.close()
+
+
+def test_custom_window_from_the_url(site: str, chromium: Any, as_of: datetime) -> None:
+    errors: list[str] = []
+    day = as_of.date()
+    start = day.replace(day=1)
+    page = open_screen(chromium, f"{site}/?win=custom&from={start}&to={day}", errors)
+    # Dash 4's DatePickerRange: the id is on the start input, the className on its wrapper
+    assert page.locator("#cmd-range-wrapper").is_visible()
+    assert page.locator("#cmd-range").input_value() == str(start)
+    assert page.locator("#cmd-range-end-date").input_value() == str(day)
+    query = parse_qs(urlparse(page.url).query)
+    assert query["win"] == ["custom"] and query["from"] == [str(start)]
+    # the trend has one bar per day of the window
+    assert page.locator(".trend-col").count() == (day - start).days + 1
+    # a fixed window hides the range and leaves it out of the URL
+    page.locator("#cmd-win input[value='7d']").check()
+    page.wait_for_function("() => !location.search.includes('from=')")
+    assert not page.locator("#cmd-range-wrapper").is_visible()
+    assert not real_errors(errors), errors
+    page.close()
