@@ -117,9 +117,12 @@ def map_component(
                               filter=fn("eventFilter"), hideout={}, zoomToBoundsOnClick=True,
                               superClusterOptions={"radius": 90, "maxZoom": 16}),
                    name=name["events"], checked="events" in checked),
-        dl.Overlay(dl.GeoJSON(id=f"{page}-responders", data=EMPTY, pointToLayer=fn("responderMarker"),
-                              style=fn("dispatchStyle"), hideout={}),
-                   name=name["responders"], checked="responders" in checked),
+        dl.Overlay(dl.LayerGroup([
+            dl.GeoJSON(id=f"{page}-dispatch", data=EMPTY, style=fn("dispatchStyle"), interactive=False),
+            dl.GeoJSON(id=f"{page}-responders", data=EMPTY, cluster=True, pointToLayer=fn("responderMarker"),
+                       clusterToLayer=fn("responderCluster"), zoomToBoundsOnClick=True, hideout={},
+                       superClusterOptions={"radius": 50, "maxZoom": 15}),
+        ]), name=name["responders"], checked="responders" in checked),
     ]  # fmt: skip
     opening = (
         {"viewport": {"bounds": bounds, "transition": "fitBounds", "options": {"animate": False}}}
@@ -161,28 +164,28 @@ def event_hideout(
     }  # fmt: skip
 
 
-# More responders than this in one view are drawn as canvas dots rather than lettered icons:
-# every icon is a DOM element the browser composites, and 500 of them at province scale cost the
-# first render ~0.15 s of main thread; the dots cost next to nothing and still show status.
-RESPONDER_ICONS_MAX = 150
-
-
 def responders_geojson(rows: Sequence[dict[str, Any]], lang: str) -> dict[str, Any]:
-    """Responder points plus a line to the event each one is dispatched to."""
+    """Responder points (clustered on the map when they crowd: 500 lettered icons at province
+    scale held the first render for ~0.25 s)."""
     features: list[dict[str, Any]] = []
-    dense = len(rows) > RESPONDER_ICONS_MAX
     for r in rows:
         props = {"kind": "responder", "code": r["code"], "name": r["name"], "type": r["type"],
-                 "status": r["status"], "icon": RESPONDER_ICONS.get(r["type"], "•"), "dense": dense,
+                 "status": r["status"], "icon": RESPONDER_ICONS.get(r["type"], "•"),
                  "typeName": _label("resp", r["type"], lang),
                  "statusName": _label("resp", r["status"], lang)}  # fmt: skip
         point = {"type": "Point", "coordinates": [r["lon"], r["lat"]]}
         features.append({"type": "Feature", "geometry": point, "properties": props})
-        if r["event_id"] is not None:
-            line = {"type": "LineString",
-                    "coordinates": [[r["lon"], r["lat"]], [r["event_lon"], r["event_lat"]]]}  # fmt: skip
-            features.append({"type": "Feature", "geometry": line,
-                             "properties": {"kind": "dispatch", "event": r["event_id"]}})  # fmt: skip
+    return {"type": "FeatureCollection", "features": features}
+
+
+def dispatch_geojson(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """A line from each dispatched responder to its event."""
+    features = [
+        {"type": "Feature", "properties": {"kind": "dispatch", "event": r["event_id"]},
+         "geometry": {"type": "LineString",
+                      "coordinates": [[r["lon"], r["lat"]], [r["event_lon"], r["event_lat"]]]}}
+        for r in rows if r["event_id"] is not None
+    ]  # fmt: skip
     return {"type": "FeatureCollection", "features": features}
 
 

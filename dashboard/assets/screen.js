@@ -228,15 +228,13 @@
   gg.responderMarker = function (f, latlng) {
     const p = f.properties;
     const busy = p.status !== "available";
-    const tip = esc(p.name) + " · " + esc(p.typeName) + " · " + esc(p.statusName);
-    if (p.dense) {  // many in view: canvas dots, no DOM element each (see layers.RESPONDER_ICONS_MAX)
-      return L.circleMarker(latlng, {radius: 6, color: "#f8fafc", weight: 1.5, fillOpacity: 1,
-                                     fillColor: busy ? "#c2410c" : "#15803d"})
-        .bindTooltip(tip, {className: "dark-tip"});
-    }
     const html = "<div class='resp " + (busy ? "busy" : "free") + "'>" + esc(p.icon) + "</div>";
     return L.marker(latlng, {icon: L.divIcon({html: html, className: "resp-wrap", iconSize: [30, 30], iconAnchor: [15, 15]}), zIndexOffset: 500})
-      .bindTooltip(tip, {className: "dark-tip"});
+      .bindTooltip(() => esc(p.name) + " · " + esc(p.typeName) + " · " + esc(p.statusName), {className: "dark-tip"});
+  };
+  gg.responderCluster = function (f, latlng) {
+    const html = "<div class='resp group'>" + f.properties.point_count_abbreviated + "</div>";
+    return L.marker(latlng, {icon: L.divIcon({html: html, className: "resp-wrap", iconSize: [34, 34], iconAnchor: [17, 17]}), zIndexOffset: 400});
   };
   gg.dispatchStyle = function () { return {color: "#fb923c", weight: 3, dashArray: "10 8", opacity: 0.95}; };
 

@@ -460,6 +460,7 @@ dash.clientside_callback(
 
 @dash.callback(
     Output(_pid("responders"), "data"),
+    Output(_pid("dispatch"), "data"),
     Output(_pid("responders-hash"), "data"),
     Input(_pid("query"), "data"),
     Input(_pid("slow"), "n_intervals"),
@@ -476,11 +477,13 @@ def show_responders(key, _n, shown):  # type: ignore[no-untyped-def]
         rows = q.responders(app.engine, app.scope, within=ref.code)
     except DBAPIError:
         raise PreventUpdate from None
-    layer = L.responders_geojson(rows, key["lang"])
-    digest = hashlib.blake2b(json.dumps(layer, sort_keys=True).encode(), digest_size=16).hexdigest()
+    layers = L.responders_geojson(rows, key["lang"]), L.dispatch_geojson(rows)
+    digest = hashlib.blake2b(
+        json.dumps(layers, sort_keys=True).encode(), digest_size=16
+    ).hexdigest()
     if digest == shown:
         raise PreventUpdate
-    return layer, digest
+    return *layers, digest
 
 
 # --- client-side: live badge, playback, wall mode ------------------------------------------------
