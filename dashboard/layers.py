@@ -121,7 +121,7 @@ def map_component(
             dl.GeoJSON(id=f"{page}-dispatch", data=EMPTY, style=fn("dispatchStyle"), interactive=False),
             dl.GeoJSON(id=f"{page}-responders", data=EMPTY, cluster=True, pointToLayer=fn("responderMarker"),
                        clusterToLayer=fn("responderCluster"), zoomToBoundsOnClick=True, hideout={},
-                       superClusterOptions={"radius": 50, "maxZoom": 15}),
+                       superClusterOptions={"radius": 80, "maxZoom": 15}),
         ]), name=name["responders"], checked="responders" in checked),
     ]  # fmt: skip
     opening = (
