@@ -170,6 +170,12 @@ class _BulkPlan:
         if existing >= n:
             return None
         params = {"t": table}
+        owner = conn.execute(  # dropping indexes and keys needs the table's owner
+            text("SELECT pg_has_role(current_user, relowner, 'USAGE') FROM pg_class "
+                 "WHERE oid = CAST(:t AS regclass)"), params,
+        ).scalar_one()  # fmt: skip
+        if not owner:
+            return None
         # constraints (foreign keys, unique) first; then indexes no constraint owns
         constraints = conn.execute(
             text("""SELECT c.conname, pg_get_constraintdef(c.oid) FROM pg_constraint c
