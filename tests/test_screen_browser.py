@@ -89,7 +89,8 @@ def test_renders_every_layer(site: str, chromium: Any, screen_engine: Engine) ->
         ).scalar()
         x, y = conn.execute(text("SELECT ST_X(c), ST_Y(c) FROM (SELECT ST_Centroid(geom) c FROM buildings "
                                  "ORDER BY households DESC LIMIT 1) b")).one()  # fmt: skip
-    if responders:
+    if responders:  # they come just after the first view is drawn
+        page.wait_for_selector(".resp-wrap", timeout=5000)
         assert page.locator(".resp-wrap").count() > 0
     kpi = page.locator("#cmd-kpi-reported .kpi-value").inner_text()
     assert kpi.replace(",", "").isdigit()

@@ -118,6 +118,7 @@ def layout(**query: Any) -> html.Div:
         dcc.Store(id=_pid("text"), data={**table("live", lang), **table("play", lang)}),
         dcc.Interval(id=_pid("tick"), interval=settings.live_interval_ms),
         dcc.Interval(id=_pid("slow"), interval=5000),
+        dcc.Interval(id=_pid("after-first"), interval=2000, max_intervals=1),
         dcc.Interval(id=_pid("play-tick"), interval=700, disabled=True),
         dcc.Interval(id=_pid("wall-tick"), interval=state["cycle"] * 1000, disabled=not state["wall"]),
         html.Div(className="cmd-bar", children=[
@@ -464,11 +465,14 @@ dash.clientside_callback(
     Output(_pid("responders-hash"), "data"),
     Input(_pid("query"), "data"),
     Input(_pid("slow"), "n_intervals"),
+    Input(_pid("after-first"), "n_intervals"),
     State(_pid("responders-hash"), "data"),
+    prevent_initial_call=True,
 )
-def show_responders(key, _n, shown):  # type: ignore[no-untyped-def]
+def show_responders(key, _n, _first, shown):  # type: ignore[no-untyped-def]
     """Positions every few seconds; sent only when they changed (redrawing hundreds of
-    responders for nothing cost the page 0.1-0.2 s every five seconds)."""
+    responders for nothing cost the page 0.1-0.2 s every five seconds). On a new page they come
+    just after the first view is drawn, not in the same burst as the map, events and numbers."""
     app = context()
     try:
         ref = selected_unit(key)
