@@ -248,6 +248,24 @@
   };
 
   // ---- page state, URL, live badge ------------------------------------------------------------
+  const QUERY_KEYS = ["unit", "win", "from", "to", "cats", "lang"];  // command.query_key
+  gg.reduceState = function (win, start, end, cats, overlays, click, pick, state, key, names) {
+    const nu = window.dash_clientside.no_update;
+    const trig = (window.dash_clientside.callback_context.triggered || []).map((t) => t.prop_id.split(".")[0]);
+    if (!state || !trig.length) return [nu, nu];
+    const s = Object.assign({}, state);
+    const t = trig[0];
+    if (t === "cmd-win") s.win = win;
+    else if (t === "cmd-range") Object.assign(s, {win: "custom", from: start, to: end});
+    else if (t === "cmd-cats") s.cats = (cats || []).slice().sort();
+    else if (t === "cmd-layers") s.layers = (overlays || []).filter((n) => n in names).map((n) => names[n]);
+    else if (t === "cmd-bounds" && click) s.unit = click.properties.code;
+    else if (t === "cmd-pick" && pick) s.unit = pick.code;  // a ranking row or breadcrumb
+    else return [nu, nu];
+    const k = {};
+    QUERY_KEYS.forEach((name) => { k[name] = s[name] === undefined ? null : s[name]; });
+    return [s, JSON.stringify(k) === JSON.stringify(key) ? nu : k];
+  };
   // Ranking rows and breadcrumbs carry data-code; one delegated handler turns a click into the
   // cmd-pick store (cheaper than a pattern-matching input per row for Dash to re-index).
   document.addEventListener("click", function (e) {

@@ -19,7 +19,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import dash
-from dash import Input, Output, State, ctx, dcc, html, no_update
+from dash import Input, Output, State, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 from sqlalchemy.exc import DBAPIError
 
@@ -113,6 +113,7 @@ def layout(**query: Any) -> html.Div:
         dcc.Store(id=_pid("view")), dcc.Store(id=_pid("evdata")), dcc.Store(id=_pid("delta")),
         dcc.Store(id=_pid("cursor"), data=0), dcc.Store(id=_pid("live")), dcc.Store(id=_pid("pick")),
         dcc.Store(id=_pid("panels")), dcc.Store(id=_pid("responders-hash")),
+        dcc.Store(id=_pid("layer-names"), data=L.layer_names(lang)),
         dcc.Store(id=_pid("ev-style")), dcc.Store(id=_pid("heat-style")), dcc.Store(id=_pid("scenes")),
         dcc.Store(id=_pid("scene"), data={"mode": "all", "name": "overview"}),
         dcc.Store(id=_pid("text"), data={**table("live", lang), **table("play", lang)}),
@@ -166,7 +167,12 @@ def layout(**query: Any) -> html.Div:
 # --- callbacks: state ----------------------------------------------------------------------------
 
 
-@dash.callback(
+# Every control writes the one page state; the fetch key changes only when data must. Reduced in
+# the browser (screen.js gridgov.reduceState, the same rules as ``initial_state``/``query_key``):
+# a drill-down then starts fetching without a round trip first.
+dash.clientside_callback(
+    "function(win, start, end, cats, overlays, click, pick, state, key, names){"
+    " return window.gridgov.reduceState(win, start, end, cats, overlays, click, pick, state, key, names); }",
     Output(_pid("state"), "data"),
     Output(_pid("query"), "data"),
     Input(_pid("win"), "value"),
@@ -178,29 +184,9 @@ def layout(**query: Any) -> html.Div:
     Input(_pid("pick"), "data"),
     State(_pid("state"), "data"),
     State(_pid("query"), "data"),
+    State(_pid("layer-names"), "data"),
     prevent_initial_call=True,
 )
-def reduce_state(win, start, end, cats, overlays, click, pick, state, key):  # type: ignore[no-untyped-def]
-    """Every control writes the one page state; the fetch key changes only when data must."""
-    trigger = ctx.triggered_id
-    new = dict(state)
-    if trigger == _pid("win"):
-        new["win"] = win
-    elif trigger == _pid("range"):
-        new.update({"win": "custom", "from": start, "to": end})
-    elif trigger == _pid("cats"):
-        new["cats"] = sorted(cats or [])
-    elif trigger == _pid("layers"):
-        names = L.layer_names(state["lang"])
-        new["layers"] = [names[n] for n in overlays or [] if n in names]
-    elif trigger == _pid("bounds") and click:
-        new["unit"] = click["properties"]["code"]
-    elif trigger == _pid("pick") and pick:  # a ranking row or breadcrumb (screen.js)
-        new["unit"] = pick["code"]
-    else:
-        raise PreventUpdate
-    new_key = query_key(new)
-    return new, (new_key if new_key != key else no_update)
 
 
 dash.clientside_callback(
