@@ -102,16 +102,23 @@ def _upsert(
         with plan:
             return _bulk_upsert(conn, table, cols, select_sql, conflict, n, plan.existing)
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols if c != "code")
-    distinct = f"({', '.join(f't.{c}' for c in cols)}) IS DISTINCT FROM ({', '.join(f'EXCLUDED.{c}' for c in cols)})"
     sql = f"""
         WITH up AS (
             INSERT INTO {table} AS t ({", ".join(cols)}) {select_sql}
-            ON CONFLICT {conflict} DO UPDATE SET {updates} WHERE {distinct}
+            ON CONFLICT {conflict} DO UPDATE SET {updates} WHERE {_changed(cols, "EXCLUDED")}
             RETURNING (xmax = 0) AS inserted)
         SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up
     """
     ins, upd = conn.execute(text(sql)).one()
     return Counts(ins, upd, n - ins - upd)
+
+
+def _changed(cols: list[str], new: str) -> str:
+    """SQL true when row ``t`` differs from row ``new`` in any of ``cols`` (NULL-safe)."""
+    return (
+        f"({', '.join(f't.{c}' for c in cols)}) IS DISTINCT FROM "
+        f"({', '.join(f'{new}.{c}' for c in cols)})"
+    )
 
 
 def _bulk_upsert(
@@ -133,9 +140,10 @@ def _bulk_upsert(
     updated = 0
     if existing:
         sets = ", ".join(f"{c} = s.{c}" for c in cols if c not in key_cols)
-        distinct = f"({', '.join(f't.{c}' for c in cols)}) IS DISTINCT FROM ({', '.join(f's.{c}' for c in cols)})"
         updated = conn.execute(
-            text(f"{source} UPDATE {table} t SET {sets} FROM s WHERE {match} AND {distinct}")
+            text(
+                f"{source} UPDATE {table} t SET {sets} FROM s WHERE {match} AND {_changed(cols, 's')}"
+            )
         ).rowcount
     new = f"WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {match})" if existing else ""
     inserted = conn.execute(
@@ -155,7 +163,6 @@ BULK_MIN_ROWS = 200_000
 @dataclass
 class _BulkPlan:
     conn: Connection
-    table: str
     existing: int
     drop: list[str]
     rebuild: list[str]
@@ -200,7 +207,7 @@ class _BulkPlan:
             f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}'
             for name, definition in reversed(constraints)
         ]
-        return cls(conn, table, existing, drop, rebuild)
+        return cls(conn, existing, drop, rebuild)
 
     def __enter__(self) -> _BulkPlan:
         for sql in self.drop:

@@ -466,6 +466,17 @@ def _test_env() -> dict[str, str]:
     return {**os.environ, "DATABASE_URL": database_url("_test")}
 
 
+def small_buildings(tmp_path: Path, prefix: str, n: int) -> Path:
+    """``n`` small buildings in a row inside the test territory, coded PREFIX0, PREFIX1, …"""
+    boxes = [
+        shapely.box(108.01 + i * 0.001, 32.01, 108.0105 + i * 0.001, 32.0105) for i in range(n)
+    ]
+    gdf = gpd.GeoDataFrame(
+        {"楼栋编码": [f"{prefix}{i}" for i in range(n)], "户数": [3] * n}, geometry=boxes, crs=4490
+    )
+    return write_geojson(gdf, tmp_path / f"{prefix}.geojson")
+
+
 def test_bulk_path_rebuilds_every_index(
     loaded_territory: Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -474,13 +485,7 @@ def test_bulk_path_rebuilds_every_index(
     monkeypatch.setattr(etl.write, "BULK_MIN_ROWS", 2)
     index_sql = "SELECT indexdef FROM pg_indexes WHERE tablename = 'buildings' ORDER BY indexname"
     before = loaded_territory.execute(text(index_sql)).scalars().all()
-    boxes = [
-        shapely.box(108.01 + i * 0.001, 32.01, 108.0105 + i * 0.001, 32.0105) for i in range(5)
-    ]
-    gdf = gpd.GeoDataFrame(
-        {"楼栋编码": [f"K{i}" for i in range(5)], "户数": [3] * 5}, geometry=boxes, crs=4490
-    )
-    result = load_file(loaded_territory, "buildings", write_geojson(gdf, tmp_path / "k.geojson"))
+    result = load_file(loaded_territory, "buildings", small_buildings(tmp_path, "K", 5))
     assert result.counts.inserted == 5
     assert loaded_territory.execute(text(index_sql)).scalars().all() == before
 
@@ -544,12 +549,6 @@ def test_bulk_load_by_a_role_that_does_not_own_the_table(
     conn.execute(text("GRANT ALL ON ALL TABLES IN SCHEMA public TO gridgov_loader_test"))
     conn.execute(text("GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO gridgov_loader_test"))
     conn.execute(text("SET LOCAL ROLE gridgov_loader_test"))
-    boxes = [
-        shapely.box(108.01 + i * 0.001, 32.01, 108.0105 + i * 0.001, 32.0105) for i in range(4)
-    ]
-    gdf = gpd.GeoDataFrame(
-        {"楼栋编码": [f"R{i}" for i in range(4)], "户数": [2] * 4}, geometry=boxes, crs=4490
-    )
-    result = load_file(conn, "buildings", write_geojson(gdf, tmp_path / "r.geojson"))
+    result = load_file(conn, "buildings", small_buildings(tmp_path, "R", 4))
     assert result.counts.inserted == 4
     conn.execute(text("RESET ROLE"))

@@ -69,7 +69,7 @@
   }
   function label(cls) {
     return function (f, layer) {
-      if (f.properties.nolabel) return;  // drawn twice (outline and band): labelled once
+      if (f.properties.nolabel) return;  // drawn twice (boundaries and bands): labelled once
       layer._ggLabelClass = cls;
       layer.on("add", function () {
         const map = layer._map;
@@ -248,11 +248,10 @@
   };
 
   // ---- page state, URL, live badge ------------------------------------------------------------
-  const QUERY_KEYS = ["unit", "win", "from", "to", "cats", "lang"];  // command.query_key
   gg.reduceState = function (win, start, end, cats, overlays, click, pick, state, key, names) {
     const nu = window.dash_clientside.no_update;
     const trig = (window.dash_clientside.callback_context.triggered || []).map((t) => t.prop_id.split(".")[0]);
-    if (!state || !trig.length) return [nu, nu];
+    if (!state || !key || !trig.length) return [nu, nu];
     const s = Object.assign({}, state);
     const t = trig[0];
     if (t === "cmd-win") s.win = win;
@@ -262,8 +261,8 @@
     else if (t === "cmd-bounds" && click) s.unit = click.properties.code;
     else if (t === "cmd-pick" && pick) s.unit = pick.code;  // a ranking row or breadcrumb
     else return [nu, nu];
-    const k = {};
-    QUERY_KEYS.forEach((name) => { k[name] = s[name] === undefined ? null : s[name]; });
+    const k = {};  // the fetch key has the fields command.query_key gave the first one
+    Object.keys(key).forEach((name) => { k[name] = s[name] === undefined ? null : s[name]; });
     return [s, JSON.stringify(k) === JSON.stringify(key) ? nu : k];
   };
   // Ranking rows and breadcrumbs carry data-code; one delegated handler turns a click into the
