@@ -13,6 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from etl.db import DATABASE_OPTIONS
 from etl.settings import Settings
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -148,6 +149,6 @@ def _bootstrap(settings: Settings) -> None:
         _psql(settings, "CREATE ROLE gridgov LOGIN SUPERUSER")
     for db in ("gridgov", "gridgov_test"):
         if _psql(settings, f"SELECT 1 FROM pg_database WHERE datname='{db}'") != "1":
-            _psql(settings, f"CREATE DATABASE {db} OWNER gridgov")
+            _psql(settings, f"CREATE DATABASE {db} OWNER gridgov {DATABASE_OPTIONS}")
         _psql(settings, "CREATE EXTENSION IF NOT EXISTS postgis", db=db)
         _psql(settings, "CREATE EXTENSION IF NOT EXISTS pgrouting", db=db)

@@ -7,19 +7,30 @@ import csv
 import hashlib
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+import pyarrow as pa
 from sqlalchemy import Connection, Engine, text
 
 from etl.db import transaction
 from etl.errors import LoadError, ValidationFailed
 from etl.prepare import Prepared, prepare
-from etl.readers import read_source
+from etl.readers import feature_count, read_batches, read_source
 from etl.reference import Reference
 from etl.schema import KINDS, parse_map
-from etl.write import WRITERS, Counts, reassign_all, refresh_totals
+from etl.write import (
+    WRITERS,
+    Counts,
+    LeafUnits,
+    events_arrow,
+    reassign_all,
+    refresh_totals,
+    write_arrow,
+)
 
 Progress = Callable[[str], None]
 
@@ -41,6 +52,8 @@ class LoadResult:
 
 
 def file_sha256(path: Path) -> str:
+    if not path.is_file():
+        return ""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -69,16 +82,32 @@ def load_file(
     say = progress or (lambda _m: None)
     path = Path(path)
     started = time.perf_counter()
-    say(f"reading {path}")
-    source = read_source(path, encoding=encoding, layer=layer)
-    say(f"read {len(source.frame):,} rows; validating")
-    with transaction(engine) as conn:
-        prepared = prepare(kind, source, Reference(conn), crs=crs, level=level, mapping=mapping)
-        _refuse_or_report(prepared, path, skip_invalid=skip_invalid, rejects_path=rejects_path)
-        say(f"writing {len(prepared.frame):,} rows")
-        counts = write_prepared(conn, prepared)
-        duration = time.perf_counter() - started
-        run_id = _log_run(conn, kind, path, prepared, counts, duration)
+    with ThreadPoolExecutor(1) as hasher:
+        sha256 = hasher.submit(file_sha256, path)  # hashing releases the GIL: it runs alongside
+        rows = feature_count(path, layer=layer) if kind in SLICED_WRITERS and not encoding else None
+        with transaction(engine) as conn:
+            if rows is not None and rows >= SLICED_MIN_ROWS:
+                say(f"loading {rows:,} {kind} from {path} in slices of {SLICE_ROWS:,}")
+                prepared, counts = _load_in_slices(
+                    conn, kind, path, rows, crs=crs, mapping=mapping, layer=layer,
+                    skip_invalid=skip_invalid, say=say,
+                )  # fmt: skip
+                _refuse_or_report(
+                    prepared, path, skip_invalid=skip_invalid, rejects_path=rejects_path
+                )
+            else:
+                say(f"reading {path}")
+                source = read_source(path, encoding=encoding, layer=layer)
+                say(f"read {len(source.frame):,} rows; validating")
+                ref = Reference(conn)
+                prepared = prepare(kind, source, ref, crs=crs, level=level, mapping=mapping)
+                _refuse_or_report(
+                    prepared, path, skip_invalid=skip_invalid, rejects_path=rejects_path
+                )
+                say(f"writing {len(prepared.frame):,} rows")
+                counts = write_prepared(conn, prepared)
+            duration = time.perf_counter() - started
+            run_id = _log_run(conn, kind, path, prepared, counts, duration, sha256.result())
     say(
         f"done in {duration:.1f} s: {counts.inserted:,} new, {counts.updated:,} updated, "
         f"{counts.unchanged:,} unchanged, {len(prepared.rejects):,} rejected"
@@ -93,6 +122,53 @@ def load_file(
         run_id,
         duration,
     )
+
+
+# Kinds whose checks are all row by row (and duplicate codes, tracked across slices): a large
+# GeoPackage of them is read, validated and written in slices, so the database copies one
+# slice while the next is read and validated. Value: (Arrow builder, table, natural key).
+SLICED_WRITERS = {"events": (events_arrow, "events", "(code)")}
+SLICED_MIN_ROWS = 200_000
+SLICE_ROWS = 131_072
+
+
+def _load_in_slices(
+    conn: Connection,
+    kind: str,
+    path: Path,
+    rows: int,
+    *,
+    crs: str | None,
+    mapping: dict[str, str] | None,
+    layer: str | None,
+    skip_invalid: bool,
+    say: Progress,
+) -> tuple[Prepared, Counts]:
+    """Like ``prepare`` then ``write_prepared``, a slice at a time, in the caller's transaction.
+    Every slice is validated; once a bad row is found (without ``skip_invalid``) nothing more
+    is written, and after the last slice the load is refused with every bad row listed."""
+    build, table, key = SLICED_WRITERS[kind]
+    ref, leaves = Reference(conn), LeafUnits.load(conn, expected_points=rows)
+    summary = Prepared(kind, pd.DataFrame())
+    seen_codes: set[str] = set()
+
+    def parts() -> Iterator[pa.Table]:
+        for first_row, source in read_batches(path, rows=SLICE_ROWS, layer=layer):
+            part = prepare(
+                kind, source, ref, crs=crs, mapping=mapping, first_row=first_row,
+                seen_codes=seen_codes,
+            )  # fmt: skip
+            summary.total += part.total
+            summary.rejects += part.rejects
+            summary.warnings += [w for w in part.warnings if w not in summary.warnings]
+            say(f"{summary.total:,} of {rows:,} validated, {len(summary.rejects):,} rejected")
+            if skip_invalid or not summary.rejects:
+                yield build(part.frame, leaves)
+        if summary.rejects and not skip_invalid:
+            raise ValidationFailed(str(path), summary.rejects)
+
+    counts = write_arrow(conn, table, parts(), key, expected_rows=rows)
+    return summary, counts
 
 
 def write_prepared(conn: Connection, prepared: Prepared) -> Counts:
@@ -119,7 +195,13 @@ def write_rejects(path: Path, rejects: list[tuple[str, str]]) -> None:
 
 
 def _log_run(
-    conn: Connection, kind: str, path: Path, prepared: Prepared, counts: Counts, duration: float
+    conn: Connection,
+    kind: str,
+    path: Path,
+    prepared: Prepared,
+    counts: Counts,
+    duration: float,
+    sha256: str,
 ) -> int:
     sql = text("""
         INSERT INTO etl_runs (kind, path, sha256, finished_at, duration_s, loaded, updated, unchanged,
@@ -128,7 +210,7 @@ def _log_run(
     params = {
         "kind": kind,
         "path": str(path),
-        "sha": file_sha256(path) if path.is_file() else "",
+        "sha": sha256,
         "dur": round(duration, 3),
         "ins": counts.inserted,
         "upd": counts.updated,

@@ -156,8 +156,6 @@ class Event(Base):
     __table_args__ = (
         Index("ix_events_geom", "geom", postgresql_using="gist"),
         Index("ix_events_reported_at", "reported_at"),
-        Index("ix_events_status", "status"),
-        Index("ix_events_unit", "unit_id"),
         Index("ix_events_path", "unit_path", postgresql_using="gin"),
         Index("ix_events_rev", "rev"),
         Index(

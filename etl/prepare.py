@@ -51,7 +51,12 @@ def prepare(
     crs: str | None = None,
     level: str | None = None,
     mapping: dict[str, str] | None = None,
+    first_row: int = 0,
+    seen_codes: set[str] | None = None,
 ) -> Prepared:
+    """Normalise and validate ``source``. For a file read in slices, ``first_row`` is the
+    slice's position in the file (for row labels) and ``seen_codes`` the codes of the slices
+    before it (repeats are duplicates); the slice's codes are added to it."""
     schema = SCHEMAS[kind]
     raw = source.frame
     try:
@@ -71,7 +76,7 @@ def prepare(
     problems: list[validate.Problem] = validate.check_required(frame, schema.required)
     if "code" in frame:
         frame["code"] = _clean_codes(frame["code"])
-        problems += validate.check_duplicates(frame["code"])
+        problems += validate.check_duplicates(frame["code"], seen_codes)
     if schema.geometry:
         frame, geo_problems = _geometry(frame, raw, source, schema.geometry, crs=crs)
         problems += geo_problems
@@ -79,7 +84,7 @@ def prepare(
     frame, kind_problems, warnings = normalise(frame, ref, level=level)
     problems += kind_problems
     labels = frame[["code"]].copy() if "code" in frame else pd.DataFrame(index=frame.index)
-    return _split(kind, frame, problems, labels, warnings, tabular=tabular)
+    return _split(kind, frame, problems, labels, warnings, tabular=tabular, first_row=first_row)
 
 
 def _column(raw: pd.DataFrame, spec: str) -> np.ndarray | pd.Series:
@@ -132,12 +137,14 @@ def _map_distinct(values: pd.Series, func) -> pd.Series:  # noqa: ANN001
     return pd.Series(mapped[codes], index=values.index)
 
 
-def _split(kind, frame, problems, labels, warnings, *, tabular: bool) -> Prepared:  # noqa: ANN001
+def _split(
+    kind, frame, problems, labels, warnings, *, tabular: bool, first_row: int = 0
+) -> Prepared:  # noqa: ANN001
     bad: dict[int, list[str]] = {}
     for pos, why in problems:
         bad.setdefault(pos, []).append(why)
     rejects = [
-        (validate.row_label(labels, pos, tabular=tabular), "; ".join(reasons))
+        (validate.row_label(labels, pos, tabular=tabular, first_row=first_row), "; ".join(reasons))
         for pos, reasons in sorted(bad.items())
     ]
     keep = np.ones(len(frame), dtype=bool)

@@ -7,13 +7,18 @@ from __future__ import annotations
 import io
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyogrio
+import pyogrio.errors
 import shapely
+from pyogrio.geopandas import _try_parse_datetime  # pinned pyogrio: same parse as reads
 from pyproj import CRS
 
 from etl.errors import FileFormatError
@@ -75,6 +80,74 @@ def read_source(
     raise FileFormatError(
         f"{path}: unsupported format {suffix!r} (GeoJSON, GeoPackage, Shapefile or .zip, CSV, XLSX, KML)"
     )
+
+
+def feature_count(path: str | Path, *, layer: str | None = None) -> int | None:
+    """Features in a GeoPackage layer, from its metadata (None for other formats, or unknown)."""
+    path = Path(path)
+    if path.suffix.lower() != ".gpkg" or not path.is_file():
+        return None
+    try:
+        count = int(pyogrio.read_info(path, layer=layer)["features"])
+    except Exception as exc:
+        raise FileFormatError(f"{path}: cannot be read ({_short(exc)})") from None
+    return count if count >= 0 else None
+
+
+def read_batches(
+    path: str | Path, *, rows: int, layer: str | None = None
+) -> Iterator[tuple[int, Source]]:
+    """A GeoPackage in slices of ``rows`` features, from one pass of GDAL's Arrow stream:
+    (position of the first feature, slice). Each slice is converted as ``read_source``
+    converts the whole file (``pyogrio.read_dataframe`` with ``use_arrow``)."""
+    path = Path(path)
+    kwargs: dict[str, object] = {"layer": layer} if layer else {}
+    try:
+        with pyogrio.open_arrow(
+            path, use_pyarrow=True, batch_size=rows, datetime_as_string=True, **kwargs
+        ) as (meta, reader):
+            stated = CRS.from_user_input(meta["crs"]) if meta["crs"] else None
+            dates = [
+                field
+                for dtype, field in zip(meta["dtypes"], meta["fields"], strict=True)
+                if dtype is not None and dtype.startswith("datetime") and dtype != "datetime64[D]"
+            ]
+            start = 0
+            for batch in reader:
+                geometry_name = meta["geometry_name"] or "wkb_geometry"
+                geoms = _from_wkb(batch.column(geometry_name))
+                frame = batch.drop_columns([geometry_name]).to_pandas()
+                for field in dates:  # as read_dataframe does: strings keep mixed UTC offsets
+                    frame[field] = _try_parse_datetime(frame[field], False, False)
+                geo = gpd.GeoDataFrame(frame, geometry=geoms, crs=meta["crs"])
+                yield start, Source(frame=geo, stated_crs=stated, encoding=None, path=path)
+                start += len(geo)
+    except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as exc:
+        raise FileFormatError(f"{path}: cannot be read ({_short(exc)})") from None
+
+
+_WKB_POINT = np.dtype([("order", "u1"), ("type", "<u4"), ("x", "<f8"), ("y", "<f8")])
+
+
+def _from_wkb(wkb: pa.Array) -> np.ndarray:
+    """Shapely geometries from a WKB column. A column of 2-D little-endian points (an event
+    layer) is decoded by numpy, 5-10x faster than ``shapely.from_wkb``; the rest by shapely."""
+    if isinstance(wkb, pa.ChunkedArray):
+        wkb = wkb.combine_chunks()
+    n = len(wkb)
+    if n and wkb.null_count == 0 and pa.types.is_binary(wkb.type):
+        offsets = np.frombuffer(
+            wkb.buffers()[1], dtype=np.int32, count=n + 1, offset=wkb.offset * 4
+        )
+        if offsets[-1] - offsets[0] == n * _WKB_POINT.itemsize and np.all(np.diff(offsets) == 21):
+            data = wkb.buffers()[2]
+            records = np.frombuffer(data, _WKB_POINT, count=n, offset=int(offsets[0]))
+            if np.all(records["order"] == 1) and np.all(records["type"] == 1):
+                points = shapely.points(records["x"], records["y"])
+                empty = np.isnan(records["x"]) & np.isnan(records["y"])  # WKB's empty point
+                points[empty] = shapely.from_wkt("POINT EMPTY")
+                return points
+    return shapely.from_wkb(wkb.to_numpy(zero_copy_only=False))
 
 
 def _read_zip(path: Path, *, encoding: str | None, layer: str | None) -> Source:

@@ -113,14 +113,23 @@ def check_required(frame: pd.DataFrame, required: tuple[str, ...]) -> list[Probl
     return problems
 
 
-def check_duplicates(codes: pd.Series) -> list[Problem]:
+def check_duplicates(codes: pd.Series, earlier: set[str] | None = None) -> list[Problem]:
+    """Every repeat of a code after its first row. ``earlier``: codes of the rows before this
+    frame (a file read in slices); this frame's codes are added to it."""
     dup = codes.duplicated(keep="first") & codes.notna()
+    if earlier is not None:
+        present = codes.notna().to_numpy()
+        values = codes.to_numpy(dtype=object)
+        dup |= np.fromiter((c in earlier for c in values), bool, count=len(values)) & present
+        earlier.update(values[present])
     return [(int(i), f"duplicate code {codes.iloc[i]!r}") for i in np.flatnonzero(dup.to_numpy())]
 
 
-def row_label(frame: pd.DataFrame, pos: int, *, tabular: bool) -> str:
-    """'row 5 (code=…)' for CSV/XLSX (line numbers incl. header), 'feature 4 (code=…)' otherwise."""
-    base = f"row {pos + 2}" if tabular else f"feature {pos + 1}"
+def row_label(frame: pd.DataFrame, pos: int, *, tabular: bool, first_row: int = 0) -> str:
+    """'row 5 (code=…)' for CSV/XLSX (line numbers incl. header), 'feature 4 (code=…)' otherwise.
+    ``first_row``: the position in the file of the frame's first row (a file read in slices)."""
+    number = first_row + pos
+    base = f"row {number + 2}" if tabular else f"feature {number + 1}"
     code = frame["code"].iloc[pos] if "code" in frame else None
     present = code is not None and not pd.isna(code) and str(code).strip() != ""
     return f"{base} (code={code})" if present else base

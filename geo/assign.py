@@ -33,6 +33,7 @@ from geo.coords import CRSError
 __all__ = [
     "AssignInputError",
     "CRSMismatchError",
+    "PointAssigner",
     "TieBreak",
     "assign_points",
     "assign_polygons_by_representative_point",
@@ -85,6 +86,29 @@ def assign_points(
     """
     pts, polys = _checked_pair(points, polygons, name="points", kinds=_POINT)
     return _assign(pts, polys, tie_break=_checked_tie_break(tie_break), cell=_auto_cell(pts, polys))
+
+
+class PointAssigner:
+    """``assign_points`` for points that come in batches (a file read in slices): the tree and
+    raster over ``polygons`` are built once, sized for ``expected_points`` in all.
+
+    >>> import shapely
+    >>> assigner = PointAssigner([shapely.box(0, 0, 1, 1)], expected_points=2)
+    >>> assigner(shapely.points([(0.5, 0.5)])).tolist(), assigner(shapely.points([(3, 3)])).tolist()
+    ([0], [-1])
+    """
+
+    def __init__(
+        self, polygons: Geoms, *, expected_points: int, tie_break: TieBreak = "lowest_index"
+    ) -> None:
+        self._polygons = polygons
+        polys = _geometry_array(polygons, "polygons", _POLYGONAL)
+        cell = _auto_cell(np.empty(expected_points, dtype=object), polys)
+        self._index = _PolygonIndex(polys, cell=cell, tie_break=_checked_tie_break(tie_break))
+
+    def __call__(self, points: Geoms) -> IntArray:
+        _check_same_crs(points, self._polygons, "points")
+        return self._index.assign(_geometry_array(points, "points", _POINT))
 
 
 def assign_polygons_by_representative_point(
@@ -260,15 +284,28 @@ def _pairs_in_slice(tree: shapely.STRtree, pts: _Points, part: slice) -> tuple[I
 
 def _assign(pts: ObjArray, polys: ObjArray, *, tie_break: TieBreak, cell: float | None) -> IntArray:
     """Direct exact query when ``cell`` is None, else the raster shortcut with that cell size."""
-    tree = shapely.STRtree(polys)
-    points = _Points.of(pts)
-    bounds = _total_bounds(polys)
-    if cell is None or not np.all(np.isfinite(bounds)):  # no raster asked for, or no polygon
-        return _exact(tree, points, tie_break)
-    raster = _Raster.over(bounds, cell)
-    if not raster.usable:
-        return _exact(tree, points, tie_break)
-    return _assign_by_raster(points, polys, tree, raster, tie_break)
+    return _PolygonIndex(polys, cell=cell, tie_break=tie_break).assign(pts)
+
+
+class _PolygonIndex:
+    """The tree over the polygons and, when ``cell`` is given and usable, the raster of the
+    regions no edge crosses; both depend on the polygons only."""
+
+    def __init__(self, polys: ObjArray, *, cell: float | None, tie_break: TieBreak) -> None:
+        self.tree = shapely.STRtree(polys)
+        self.tie_break = tie_break
+        self.raster: _Raster | None = None
+        bounds = _total_bounds(polys)
+        if cell is not None and np.all(np.isfinite(bounds)):  # a raster asked for, and polygons
+            raster = _Raster.over(bounds, cell)
+            if raster.usable:
+                self.raster, self.regions = raster, _clear_regions(polys, raster)
+
+    def assign(self, pts: ObjArray) -> IntArray:
+        points = _Points.of(pts)
+        if self.raster is None:
+            return _exact(self.tree, points, self.tie_break)
+        return _assign_by_raster(points, self.tree, self.raster, self.regions, self.tie_break)
 
 
 # --- raster shortcut -----------------------------------------------------------------------------
@@ -349,9 +386,12 @@ def _auto_cell(pts: ObjArray, polys: ObjArray) -> float | None:
 
 
 def _assign_by_raster(
-    pts: _Points, polys: ObjArray, tree: shapely.STRtree, raster: _Raster, tie_break: TieBreak
+    pts: _Points,
+    tree: shapely.STRtree,
+    raster: _Raster,
+    regions: NDArray[np.int32],
+    tie_break: TieBreak,
 ) -> IntArray:
-    regions = _clear_regions(polys, raster)
     inside = raster.covers(pts.x, pts.y)  # False for NaN; outside the bounds no polygon is hit
     cells = raster.flat_cells(
         np.where(inside, pts.x, raster.x0), np.where(inside, pts.y, raster.y0)
