@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import shapely
 from pyproj import CRS
 
@@ -131,10 +132,11 @@ def _clean_codes(values: pd.Series) -> pd.Series:
 def _map_distinct(values: pd.Series, func) -> pd.Series:  # noqa: ANN001
     """``values.map(func)`` computed once per distinct value (categories, channels, levels)."""
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    mapped = np.empty(len(uniques) + 1, dtype=object)
-    mapped[:-1] = [func(u) for u in uniques]
-    mapped[-1] = func(None)  # position -1: missing values
-    return pd.Series(mapped[codes], index=values.index)
+    mapped = [func(u) for u in uniques] + [func(None)]  # position -1: missing values
+    if all(m is None or isinstance(m, str) for m in mapped):  # text: Arrow's take, no objects
+        taken = pa.array(mapped, pa.string()).take(pa.array(codes % len(mapped)))
+        return pd.Series(pd.array(taken, dtype="str"), index=values.index)
+    return pd.Series(np.array(mapped, dtype=object)[codes], index=values.index)
 
 
 def _split(

@@ -118,10 +118,12 @@ def check_duplicates(codes: pd.Series, earlier: set[str] | None = None) -> list[
     frame (a file read in slices); this frame's codes are added to it."""
     dup = codes.duplicated(keep="first") & codes.notna()
     if earlier is not None:
-        present = codes.notna().to_numpy()
-        values = codes.to_numpy(dtype=object)
-        dup |= np.fromiter((c in earlier for c in values), bool, count=len(values)) & present
-        earlier.update(values[present])
+        present = np.flatnonzero(codes.notna().to_numpy())
+        values = codes.to_numpy(dtype=object)[present]
+        if not earlier.isdisjoint(values):  # rare: only then row by row
+            seen = np.fromiter((c in earlier for c in values), bool, count=len(values))
+            dup = dup | pd.Series(np.isin(np.arange(len(codes)), present[seen]), index=codes.index)
+        earlier.update(values)
     return [(int(i), f"duplicate code {codes.iloc[i]!r}") for i in np.flatnonzero(dup.to_numpy())]
 
 

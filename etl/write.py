@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import itertools
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import geopandas as gpd
@@ -493,8 +493,9 @@ def write_arrow(
         if empty:
             return Counts(inserted=copy_arrow(conn, table, stream))
     elif plan.existing == 0:
-        with plan:
-            return Counts(inserted=copy_arrow(conn, table, stream))
+        with plan:  # the table is locked: its serial columns can take a block of values at once
+            serials = _reserve_serials(conn, table, n)
+            return Counts(inserted=copy_arrow(conn, table, _with_serials(stream, serials)))
     staging = f"stg_{table}"
     conn.execute(text(f"DROP TABLE IF EXISTS {staging}"))
     conn.execute(
@@ -504,6 +505,42 @@ def write_arrow(
     n = copy_arrow(conn, staging, stream)
     select = f"SELECT {', '.join(cols)} FROM {staging}"
     return _upsert(conn, table, cols, select, conflict, n, plan=plan)
+
+
+def _reserve_serials(conn: Connection, table: str, n: int) -> dict[str, np.ndarray]:
+    """For each column of ``table`` that defaults to ``nextval`` of a sequence stepping by 1, a
+    block of ``n`` values drawn at once (one ``setval`` instead of a ``nextval`` per row, ~0.3 s
+    per million rows each). Only while the caller holds the table's exclusive lock: every
+    other draw from these sequences is a write to the table, so waits until commit."""
+    rows = conn.execute(
+        text("""SELECT a.attname, s.seqrelid::regclass::text FROM pg_attrdef d
+                JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+                JOIN pg_depend p ON p.classid = 'pg_attrdef'::regclass AND p.objid = d.oid
+                                AND p.refclassid = 'pg_class'::regclass
+                JOIN pg_sequence s ON s.seqrelid = p.refobjid
+                WHERE d.adrelid = CAST(:t AS regclass) AND s.seqincrement = 1
+                  AND pg_get_expr(d.adbin, d.adrelid) LIKE 'nextval(%'"""),
+        {"t": table},
+    ).all()
+    blocks = {}
+    for column, sequence in rows:
+        last = conn.execute(
+            text("SELECT setval(CAST(:s AS regclass), nextval(CAST(:s AS regclass)) + :n - 1)"),
+            {"s": sequence, "n": n},
+        ).scalar_one()
+        blocks[column] = np.arange(last - n + 1, last + 1, dtype=np.int64)
+    return blocks
+
+
+def _with_serials(parts: Iterable[pa.Table], serials: dict[str, np.ndarray]) -> Iterator[pa.Table]:
+    """Each part with the next values of each reserved serial column appended."""
+    start = 0
+    for part in parts:
+        end = start + part.num_rows
+        for column, values in serials.items():
+            part = part.append_column(column, pa.array(values[start:end]))
+        start = end
+        yield part
 
 
 def write_staff(conn: Connection, frame: pd.DataFrame) -> Counts:

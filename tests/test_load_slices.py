@@ -198,3 +198,38 @@ def test_skip_invalid_loads_the_good_slices_and_lists_the_rejects(
         text("SELECT loaded, rejected, sha256 FROM etl_runs ORDER BY id DESC")
     ).first()
     assert run is not None and (run.loaded, run.rejected) == (18, 2) and len(run.sha256) == 64
+
+
+def test_bulk_load_into_an_empty_table_draws_ids_in_one_block(
+    categories: Connection, tmp_path: Path, sliced: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With indexes dropped and the table locked, ids and revs come from one block per
+    sequence; later writes draw after it, and the restored keys hold."""
+    import etl.write
+
+    monkeypatch.setattr(etl.write, "BULK_MIN_ROWS", 10)
+    conn = categories
+    path = tmp_path / "ev.gpkg"
+    events_gpkg(path, 30)
+    before = conn.execute(text("SELECT nextval('events_id_seq'), nextval('event_rev_seq')")).one()
+    assert load_file(conn, "events", path).counts.inserted == 30
+    ids, revs, lo_id, hi_id = conn.execute(
+        text("SELECT count(DISTINCT id), count(DISTINCT rev), min(id), max(id) FROM events")
+    ).one()
+    assert (ids, revs) == (30, 30) and (lo_id, hi_id) == (before[0] + 1, before[0] + 30)
+    conn.execute(
+        text("""INSERT INTO events (code, geom, category_code, priority, channel, reported_at,
+                                    status, handling_level)
+                VALUES ('LATE', ST_SetSRID(ST_MakePoint(108.01, 32.01), 4490), 'T1', 3, 'app',
+                        now(), 'reported', 'grid')""")
+    )  # fmt: skip
+    late = conn.execute(text("SELECT id, rev FROM events WHERE code = 'LATE'")).one()
+    max_rev = conn.execute(text("SELECT max(rev) FROM events WHERE code <> 'LATE'")).scalar_one()
+    assert late.id > hi_id and late.rev > max_rev
+    with pytest.raises(Exception, match="events_code_key"), conn.begin_nested():
+        conn.execute(
+            text("""INSERT INTO events (code, geom, category_code, priority, channel,
+                                            reported_at, status, handling_level)
+                        SELECT code, geom, category_code, priority, channel, reported_at, status,
+                               handling_level FROM events WHERE code = 'E005'""")
+        )  # fmt: skip
