@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine, text
 from etl.db import transaction
 from etl.errors import LoadError, ValidationFailed
 from etl.prepare import Prepared, prepare
-from etl.readers import feature_count, read_batches, read_source
+from etl.readers import feature_count, prefetched, read_batches, read_source
 from etl.reference import Reference
 from etl.schema import KINDS, parse_map
 from etl.write import (
@@ -148,12 +148,13 @@ def _load_in_slices(
     Every slice is validated; once a bad row is found (without ``skip_invalid``) nothing more
     is written, and after the last slice the load is refused with every bad row listed."""
     build, table, key = SLICED_WRITERS[kind]
+    slices = prefetched(read_batches(path, rows=SLICE_ROWS, layer=layer))
     ref, leaves = Reference(conn), LeafUnits.load(conn, expected_points=rows)
     summary = Prepared(kind, pd.DataFrame())
     seen_codes: set[str] = set()
 
     def parts() -> Iterator[pa.Table]:
-        for first_row, source in read_batches(path, rows=SLICE_ROWS, layer=layer):
+        for first_row, source in slices:
             part = prepare(
                 kind, source, ref, crs=crs, mapping=mapping, first_row=first_row,
                 seen_codes=seen_codes,

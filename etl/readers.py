@@ -5,11 +5,14 @@ XLSX and KML, in UTF-8, UTF-8 with BOM or GBK/GB18030. Returns a frame and the C
 from __future__ import annotations
 
 import io
+import queue
 import tempfile
+import threading
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import geopandas as gpd
 import numpy as np
@@ -27,6 +30,8 @@ LON_NAMES = ("lon", "lng", "longitude", "x", "经度", "東經", "横坐标", "x
 LAT_NAMES = ("lat", "latitude", "y", "纬度", "纵坐标", "y坐标")
 WKT_NAMES = ("wkt", "geometry", "geom", "the_geom", "shape", "几何", "空间信息")
 VECTOR_SUFFIXES = {".geojson", ".json", ".gpkg", ".shp", ".kml"}
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -124,6 +129,50 @@ def read_batches(
                 start += len(geo)
     except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as exc:
         raise FileFormatError(f"{path}: cannot be read ({_short(exc)})") from None
+
+
+def prefetched(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """``items`` produced by a worker thread, up to ``depth`` ahead of the consumer: reading the
+    next slice (GDAL, Arrow and shapely release the GIL) overlaps validating this one. An
+    error in the worker is raised here; stopping early stops the worker."""
+    slots: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def offer(kind: str, value: object) -> bool:
+        while not stop.is_set():
+            try:
+                slots.put((kind, value), timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for item in items:
+                if not offer("item", item):
+                    return
+            offer("end", None)
+        except BaseException as exc:  # handed to the consumer, raised there
+            offer("error", exc)
+
+    worker = threading.Thread(target=work, name="read-ahead", daemon=True)
+    worker.start()  # now, not at the first next(): reading starts while the caller sets up
+
+    def drain() -> Iterator[T]:
+        try:
+            while True:
+                kind, value = slots.get()
+                if kind == "end":
+                    return
+                if kind == "error":
+                    raise value  # type: ignore[misc]
+                yield value  # type: ignore[misc]
+        finally:
+            stop.set()
+            worker.join()
+
+    return drain()
 
 
 _WKB_POINT = np.dtype([("order", "u1"), ("type", "<u4"), ("x", "<f8"), ("y", "<f8")])

@@ -233,3 +233,33 @@ def test_bulk_load_into_an_empty_table_draws_ids_in_one_block(
                         SELECT code, geom, category_code, priority, channel, reported_at, status,
                                handling_level FROM events WHERE code = 'E005'""")
         )  # fmt: skip
+
+
+def test_read_ahead_hands_over_items_errors_and_stops_with_the_consumer() -> None:
+    from etl.readers import prefetched
+
+    assert list(prefetched(iter(range(10)), depth=2)) == list(range(10))
+
+    def failing():  # noqa: ANN202
+        yield 1
+        raise ValueError("slice 2 is broken")
+
+    got = []
+    with pytest.raises(ValueError, match="slice 2 is broken"):
+        for item in prefetched(failing()):
+            got.append(item)
+    assert got == [1]
+
+    produced = []
+
+    def endless():  # noqa: ANN202
+        n = 0
+        while True:
+            produced.append(n)
+            yield n
+            n += 1
+
+    items = prefetched(endless(), depth=2)
+    assert next(items) == 0
+    items.close()  # the consumer stops: the worker must stop too (close joins it)
+    assert len(produced) <= 4
