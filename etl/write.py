@@ -156,21 +156,26 @@ def _wkb_hex(geoms: gpd.GeoSeries) -> np.ndarray:
 
 
 def _upsert(
+    conn: Connection, table: str, cols: list[str], select_sql: str, conflict: str, n: int
+) -> Counts:
+    """Insert new rows and update changed ones by natural key (``conflict``: the key columns in
+    parentheses, then an optional ``WHERE`` of a partial unique index); unchanged rows stay."""
+    return _planned_upsert(
+        conn, _BulkPlan.for_batch(conn, table, n), table, cols, select_sql, conflict, n
+    )
+
+
+def _planned_upsert(
     conn: Connection,
+    plan: _BulkPlan | None,
     table: str,
     cols: list[str],
     select_sql: str,
     conflict: str,
     n: int,
-    *,
-    plan: _BulkPlan | None | bool = True,
 ) -> Counts:
-    """Insert new rows and update changed ones by natural key (``conflict``: the key columns in
-    parentheses, then an optional ``WHERE`` of a partial unique index); unchanged rows stay.
-    ``plan``: the batch's bulk plan when the caller made one (None: none), True to make it."""
-    if plan is True:
-        plan = _BulkPlan.for_batch(conn, table, n)
-    if isinstance(plan, _BulkPlan):
+    """``_upsert`` with the batch's bulk plan already made (None: not a bulk batch)."""
+    if plan is not None:
         with plan:
             return _bulk_upsert(conn, table, cols, select_sql, conflict, n, plan.existing)
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols if c != "code")
@@ -504,7 +509,7 @@ def write_arrow(
     )  # fmt: skip
     n = copy_arrow(conn, staging, stream)
     select = f"SELECT {', '.join(cols)} FROM {staging}"
-    return _upsert(conn, table, cols, select, conflict, n, plan=plan)
+    return _planned_upsert(conn, plan, table, cols, select, conflict, n)
 
 
 def _reserve_serials(conn: Connection, table: str, n: int) -> dict[str, np.ndarray]:
