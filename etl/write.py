@@ -160,9 +160,8 @@ def _upsert(
 ) -> Counts:
     """Insert new rows and update changed ones by natural key (``conflict``: the key columns in
     parentheses, then an optional ``WHERE`` of a partial unique index); unchanged rows stay."""
-    return _planned_upsert(
-        conn, _BulkPlan.for_batch(conn, table, n), table, cols, select_sql, conflict, n
-    )
+    plan = _BulkPlan.for_batch(conn, table, n, cols)
+    return _planned_upsert(conn, plan, table, cols, select_sql, conflict, n)
 
 
 def _planned_upsert(
@@ -245,7 +244,10 @@ class _BulkPlan:
     rebuild: list[str]
 
     @classmethod
-    def for_batch(cls, conn: Connection, table: str, n: int) -> _BulkPlan | None:
+    def for_batch(
+        cls, conn: Connection, table: str, n: int, columns: list[str]
+    ) -> _BulkPlan | None:
+        """None unless the batch of ``n`` rows (writing ``columns``) is bulk for ``table``."""
         if n < BULK_MIN_ROWS:
             return None
         existing = conn.execute(
@@ -269,13 +271,26 @@ class _BulkPlan:
                     ORDER BY c.contype = 'f' DESC"""),
             params,
         ).all()
-        indexes = conn.execute(
-            text("""SELECT c.relname, pg_get_indexdef(x.indexrelid) FROM pg_index x
-                    JOIN pg_class c ON c.oid = x.indexrelid
-                    WHERE x.indrelid = CAST(:t AS regclass) AND NOT x.indisprimary
-                      AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = x.indexrelid)"""),
-            params,
-        ).all()
+        # A partial index over columns the batch does not write (say ``responder_id IS NOT
+        # NULL``) gets no entries from it: kept, it costs a predicate test per row; rebuilt, a
+        # scan of the whole table.
+        indexes = [
+            (name, definition)
+            for name, definition, partial, over in conn.execute(
+                text("""SELECT c.relname, pg_get_indexdef(x.indexrelid), x.indpred IS NOT NULL,
+                               ARRAY(SELECT a.attname::text FROM pg_depend d
+                                     JOIN pg_attribute a ON a.attrelid = d.refobjid
+                                                        AND a.attnum = d.refobjsubid
+                                     WHERE d.classid = 'pg_class'::regclass
+                                       AND d.objid = x.indexrelid AND d.refobjsubid > 0)
+                        FROM pg_index x JOIN pg_class c ON c.oid = x.indexrelid
+                        WHERE x.indrelid = CAST(:t AS regclass) AND NOT x.indisprimary
+                          AND NOT EXISTS (SELECT 1 FROM pg_constraint k
+                                          WHERE k.conindid = x.indexrelid)"""),
+                params,
+            )
+            if not (partial and set(over).isdisjoint(columns))
+        ]
         drop = [f'ALTER TABLE {table} DROP CONSTRAINT "{name}"' for name, _ in constraints]
         drop += [f'DROP INDEX "{name}"' for name, _ in indexes]
         # rebuild indexes before foreign keys: the keys' checks then run against a whole table
@@ -492,7 +507,7 @@ def write_arrow(
         return Counts()
     stream = itertools.chain([first], parts)
     n, cols = expected_rows or first.num_rows, first.column_names
-    plan = _BulkPlan.for_batch(conn, table, n)
+    plan = _BulkPlan.for_batch(conn, table, n, cols)
     if plan is None:
         empty = conn.execute(text(f"SELECT NOT EXISTS (SELECT 1 FROM {table})")).scalar_one()
         if empty:
