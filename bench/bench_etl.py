@@ -6,7 +6,7 @@
    a fresh table each time (ours: the events table emptied; ogr2ogr: its table overwritten);
    the figures are the medians.
 2. Assigning N points to M polygons with ``geo.assign.assign_points``, against
-   ``geopandas.sjoin``; the results must be identical.
+   ``geopandas.sjoin``, alternately ``--runs`` times each (medians); the results must be identical.
 
 Ends with one JSON line.
 """
@@ -134,21 +134,27 @@ def time_ogr2ogr(url: str, path: Path) -> float:
     return time.perf_counter() - t
 
 
-def time_assign(points: np.ndarray, grids: gpd.GeoDataFrame) -> dict[str, object]:
-    t = time.perf_counter()
-    ours = assign_points(points, grids.geometry.values)
-    ours_s = time.perf_counter() - t
+def time_assign(points: np.ndarray, grids: gpd.GeoDataFrame, runs: int) -> dict[str, object]:
+    """Ours and sjoin alternately ``runs`` times each (medians); the answers must be identical."""
+    ours_runs, sjoin_runs = [], []
     pts = gpd.GeoDataFrame(geometry=points, crs=4490)
-    t = time.perf_counter()
-    joined = gpd.sjoin(pts, grids[["geometry"]], how="left", predicate="intersects")
-    # same tie-break as ours: the lowest polygon index wins on shared edges
-    theirs = joined["index_right"].groupby(level=0).min().reindex(range(len(points)))
-    sjoin_s = time.perf_counter() - t
+    for _ in range(runs):
+        t = time.perf_counter()
+        ours = assign_points(points, grids.geometry.values)
+        ours_runs.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        joined = gpd.sjoin(pts, grids[["geometry"]], how="left", predicate="intersects")
+        # same tie-break as ours: the lowest polygon index wins on shared edges
+        theirs = joined["index_right"].groupby(level=0).min().reindex(range(len(points)))
+        sjoin_runs.append(time.perf_counter() - t)
+    ours_s, sjoin_s = statistics.median(ours_runs), statistics.median(sjoin_runs)
     identical = bool(np.array_equal(ours, theirs.fillna(-1).astype(int).to_numpy()))
     return {
         "assign_ours_s": round(ours_s, 3),
         "sjoin_s": round(sjoin_s, 3),
         "assign_vs_sjoin": round(sjoin_s / ours_s, 2),
+        "assign_runs_s": [round(t, 3) for t in ours_runs],
+        "sjoin_runs_s": [round(t, 3) for t in sjoin_runs],
         "identical": identical,
     }
 
@@ -184,7 +190,7 @@ def main() -> None:
         ogr_s, ours_s = statistics.median(ogr_runs), statistics.median(our_runs)
         print(f"median of {args.runs}: ogr2ogr {ogr_s:.2f} s, etl load {ours_s:.2f} s")
         pts = gpd.read_file(gpkg, engine="pyogrio").geometry.values
-    assign = time_assign(np.asarray(pts), grids)
+    assign = time_assign(np.asarray(pts), grids, args.runs)
     print(
         f"assignment: ours {assign['assign_ours_s']} s, geopandas.sjoin {assign['sjoin_s']} s, "
         f"identical={assign['identical']}"
