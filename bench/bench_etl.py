@@ -179,6 +179,13 @@ def main() -> None:
         print(
             f"{args.points:,} events in {gpkg.stat().st_size / 1e6:.0f} MB GeoPackage; {len(grids):,} grids"
         )
+        # before the loads: the database's after-load work (autovacuum) would share the cores
+        pts = gpd.read_file(gpkg, engine="pyogrio").geometry.values
+        assign = time_assign(np.asarray(pts), grids, args.runs)
+        print(
+            f"assignment: ours {assign['assign_ours_s']} s, geopandas.sjoin {assign['sjoin_s']} s, "
+            f"identical={assign['identical']}"
+        )
         # alternate the two, several times: this shared 2-core VM drifts by 20% within minutes
         ogr_runs, our_runs = [], []
         for run in range(args.runs):
@@ -189,12 +196,6 @@ def main() -> None:
                   f"etl load (validation + assignment + upsert) {ours_s:.2f} s, {inserted:,} rows")  # fmt: skip
         ogr_s, ours_s = statistics.median(ogr_runs), statistics.median(our_runs)
         print(f"median of {args.runs}: ogr2ogr {ogr_s:.2f} s, etl load {ours_s:.2f} s")
-        pts = gpd.read_file(gpkg, engine="pyogrio").geometry.values
-    assign = time_assign(np.asarray(pts), grids, args.runs)
-    print(
-        f"assignment: ours {assign['assign_ours_s']} s, geopandas.sjoin {assign['sjoin_s']} s, "
-        f"identical={assign['identical']}"
-    )
     result = {
         "points": args.points,
         "polygons": len(grids),
