@@ -56,6 +56,14 @@ def check_geometry(geoms: gpd.GeoSeries, expected: str) -> tuple[gpd.GeoSeries, 
             problems.append((int(i), why))
         else:
             values[i] = repaired
+    if expected == "point":  # a place is one point: a MultiPoint of one is that point
+        multi = np.flatnonzero(~missing & ~wrong & (type_ids == 4))
+        parts = shapely.get_num_geometries(values[multi])
+        values[multi[parts == 1]] = shapely.get_geometry(values[multi[parts == 1]], 0)
+        problems += [
+            (int(i), f"a MultiPoint of {n} points; give one point per row")
+            for i, n in zip(multi[parts != 1], parts[parts != 1], strict=True)
+        ]
     return gpd.GeoSeries(values, index=geoms.index, crs=geoms.crs), problems
 
 

@@ -552,3 +552,30 @@ def test_bulk_load_by_a_role_that_does_not_own_the_table(
     result = load_file(conn, "buildings", small_buildings(tmp_path, "R", 4))
     assert result.counts.inserted == 4
     conn.execute(text("RESET ROLE"))
+
+
+def test_events_as_multipoints_one_place_each(loaded_territory: Connection, tmp_path: Path) -> None:
+    """A MultiPoint of one point is that point; one of several is refused by feature (it used
+    to fail inside the assignment, naming no feature)."""
+    conn = loaded_territory
+    conn.execute(
+        text("INSERT INTO event_categories (code, name, default_priority, emergency) "
+             "VALUES ('T1','t',3,false)")
+    )  # fmt: skip
+    frame = gpd.GeoDataFrame(
+        {"code": ["M1", "M2"], "category": ["T1", "T1"], "time": ["2026-11-20 09:00"] * 2},
+        geometry=[
+            shapely.MultiPoint([(108.01, 32.01)]),
+            shapely.MultiPoint([(108.01, 32.01), (108.02, 32.02)]),
+        ],
+        crs=4490,
+    )
+    path = write_geojson(frame, tmp_path / "multi.geojson")
+    before = snapshot(conn)
+    with pytest.raises(ValidationFailed, match=r"feature 2 \(code=M2\): a MultiPoint of 2 points"):
+        load_file(conn, "events", path)
+    assert snapshot(conn) == before
+    result = load_file(conn, "events", path, skip_invalid=True)
+    assert (result.counts.inserted, result.rejected) == (1, 1)
+    stored = conn.execute(text("SELECT code, ST_AsText(geom) FROM events")).all()
+    assert [tuple(r) for r in stored] == [("M1", "POINT(108.01 32.01)")]
