@@ -19,7 +19,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyogrio
-import pyogrio.errors
 import shapely
 from pyogrio.geopandas import _try_parse_datetime  # pinned pyogrio: same parse as reads
 from pyproj import CRS
@@ -127,7 +126,7 @@ def read_batches(
                 geo = gpd.GeoDataFrame(frame, geometry=geoms, crs=meta["crs"])
                 yield start, Source(frame=geo, stated_crs=stated, encoding=None, path=path)
                 start += len(geo)
-    except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as exc:
+    except Exception as exc:  # GDAL, Arrow or a broken geometry blob, mid-file too
         raise FileFormatError(f"{path}: cannot be read ({_short(exc)})") from None
 
 

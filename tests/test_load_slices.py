@@ -16,7 +16,7 @@ import shapely
 from sqlalchemy import Connection, text
 
 import etl.load
-from etl.errors import ValidationFailed
+from etl.errors import LoadError, ValidationFailed
 from etl.load import load_file
 from etl.readers import read_batches, read_source
 from tests.test_load import loaded_territory, snapshot  # noqa: F401  (fixture)
@@ -269,3 +269,22 @@ def test_read_ahead_hands_over_items_errors_and_stops_with_the_consumer() -> Non
     assert next(items) == 0
     items.close()  # the consumer stops: the worker must stop too (close joins it)
     assert len(produced) <= 4
+
+
+def test_a_broken_geometry_blob_mid_file_is_refused_naming_the_file(
+    categories: Connection, tmp_path: Path, sliced: int
+) -> None:
+    import sqlite3
+
+    conn = categories
+    path = tmp_path / "ev.gpkg"
+    events_gpkg(path, 30)
+    with sqlite3.connect(path) as db:  # feature 20 (third slice): a blob that is no geometry
+        triggers = db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall()
+        for (trigger,) in triggers:  # the R-tree triggers call SpatiaLite functions
+            db.execute(f'DROP TRIGGER "{trigger}"')
+        db.execute("UPDATE events SET geom = X'4750000100000000DEADBEEF' WHERE fid = 20")
+    before = snapshot(conn)
+    with pytest.raises(LoadError, match=f"{path}: cannot be read"):
+        load_file(conn, "events", path)
+    assert snapshot(conn) == before
