@@ -168,7 +168,7 @@ def _load_in_slices(
         if summary.rejects and not skip_invalid:
             raise ValidationFailed(str(path), summary.rejects)
 
-    counts = write_arrow(conn, table, parts(), key, expected_rows=rows)
+    counts = write_arrow(conn, table, parts(), key, expected_rows=rows, say=say)
     return summary, counts
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import io
 import itertools
 import struct
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import geopandas as gpd
@@ -242,6 +243,7 @@ class _BulkPlan:
     existing: int
     drop: list[str]
     rebuild: list[str]
+    say: Callable[[str], None] = lambda _message: None
 
     @classmethod
     def for_batch(
@@ -310,8 +312,13 @@ class _BulkPlan:
         if exc_type is not None:
             return  # the transaction is rolled back: nothing to rebuild
         self.conn.execute(text("SET LOCAL maintenance_work_mem = '1GB'"))
+        started = time.perf_counter()
+        self.say(f"rebuilding {len(self.rebuild)} indexes and keys")
         for sql in self.rebuild:
             self.conn.execute(text(sql))
+        self.say(
+            f"rebuilt {len(self.rebuild)} indexes and keys in {time.perf_counter() - started:.1f} s"
+        )
 
 
 # --- assignment ------------------------------------------------------------------------------
@@ -493,6 +500,7 @@ def write_arrow(
     conflict: str,
     *,
     expected_rows: int | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> Counts:
     """Upsert Arrow tables whose columns are named and typed like ``table``'s, by natural key.
 
@@ -507,24 +515,38 @@ def write_arrow(
         return Counts()
     stream = itertools.chain([first], parts)
     n, cols = expected_rows or first.num_rows, first.column_names
+    say = say or (lambda _message: None)
     plan = _BulkPlan.for_batch(conn, table, n, cols)
+    if plan is not None:
+        plan.say = say
     if plan is None:
         empty = conn.execute(text(f"SELECT NOT EXISTS (SELECT 1 FROM {table})")).scalar_one()
         if empty:
-            return Counts(inserted=copy_arrow(conn, table, stream))
+            return Counts(inserted=_timed_copy(conn, table, stream, say))
     elif plan.existing == 0:
         with plan:  # the table is locked: its serial columns can take a block of values at once
             serials = _reserve_serials(conn, table, n)
-            return Counts(inserted=copy_arrow(conn, table, _with_serials(stream, serials)))
+            copied = _timed_copy(conn, table, _with_serials(stream, serials), say)
+            return Counts(inserted=copied)
     staging = f"stg_{table}"
     conn.execute(text(f"DROP TABLE IF EXISTS {staging}"))
     conn.execute(
         text(f"CREATE TEMP TABLE {staging} ON COMMIT DROP AS "
              f"SELECT {', '.join(cols)} FROM {table} WITH NO DATA")
     )  # fmt: skip
-    n = copy_arrow(conn, staging, stream)
+    n = _timed_copy(conn, staging, stream, say)
     select = f"SELECT {', '.join(cols)} FROM {staging}"
     return _planned_upsert(conn, plan, table, cols, select, conflict, n)
+
+
+def _timed_copy(
+    conn: Connection, table: str, parts: Iterable[pa.Table], say: Callable[[str], None]
+) -> int:
+    started = time.perf_counter()
+    say(f"copying into {table}")
+    rows = copy_arrow(conn, table, parts)
+    say(f"copied {rows:,} rows into {table} in {time.perf_counter() - started:.1f} s")
+    return rows
 
 
 def _reserve_serials(conn: Connection, table: str, n: int) -> dict[str, np.ndarray]:
