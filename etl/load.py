@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine, text
 from etl.db import transaction
 from etl.errors import LoadError, ValidationFailed
 from etl.prepare import Prepared, prepare
-from etl.readers import feature_count, prefetched, read_batches, read_source
+from etl.readers import ReadAhead, Source, feature_count, read_batches, read_source
 from etl.reference import Reference
 from etl.schema import KINDS, parse_map
 from etl.write import (
@@ -147,8 +147,24 @@ def _load_in_slices(
     """Like ``prepare`` then ``write_prepared``, a slice at a time, in the caller's transaction.
     Every slice is validated; once a bad row is found (without ``skip_invalid``) nothing more
     is written, and after the last slice the load is refused with every bad row listed."""
+    with ReadAhead(read_batches(path, rows=SLICE_ROWS, layer=layer)) as slices:
+        return _write_slices(conn, kind, path, rows, slices, crs=crs, mapping=mapping,
+                             skip_invalid=skip_invalid, say=say)  # fmt: skip
+
+
+def _write_slices(
+    conn: Connection,
+    kind: str,
+    path: Path,
+    rows: int,
+    slices: Iterator[tuple[int, Source]],
+    *,
+    crs: str | None,
+    mapping: dict[str, str] | None,
+    skip_invalid: bool,
+    say: Progress,
+) -> tuple[Prepared, Counts]:
     build, table, key = SLICED_WRITERS[kind]
-    slices = prefetched(read_batches(path, rows=SLICE_ROWS, layer=layer))
     ref, leaves = Reference(conn), LeafUnits.load(conn, expected_points=rows)
     summary = Prepared(kind, pd.DataFrame())
     seen_codes: set[str] = set()

@@ -130,48 +130,60 @@ def read_batches(
         raise FileFormatError(f"{path}: cannot be read ({_short(exc)})") from None
 
 
-def prefetched(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+class ReadAhead(Iterator[T]):
     """``items`` produced by a worker thread, up to ``depth`` ahead of the consumer: reading the
-    next slice (GDAL, Arrow and shapely release the GIL) overlaps validating this one. An
-    error in the worker is raised here; stopping early stops the worker."""
-    slots: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
+    next slice (GDAL, Arrow and shapely release the GIL) overlaps validating this one. Reading
+    starts at once. An error in the worker is raised to the consumer; ``close()`` (or leaving
+    the ``with`` block) stops the worker, whether or not everything was consumed."""
 
-    def offer(kind: str, value: object) -> bool:
-        while not stop.is_set():
+    def __init__(self, items: Iterator[T], depth: int = 2) -> None:
+        self._slots: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._done = False
+        self._worker = threading.Thread(
+            target=self._work, args=(items,), name="read-ahead", daemon=True
+        )
+        self._worker.start()
+
+    def _offer(self, kind: str, value: object) -> bool:
+        while not self._stop.is_set():
             try:
-                slots.put((kind, value), timeout=0.1)
+                self._slots.put((kind, value), timeout=0.1)
                 return True
             except queue.Full:
                 continue
         return False
 
-    def work() -> None:
+    def _work(self, items: Iterator[T]) -> None:
         try:
             for item in items:
-                if not offer("item", item):
+                if not self._offer("item", item):
                     return
-            offer("end", None)
+            self._offer("end", None)
         except BaseException as exc:  # handed to the consumer, raised there
-            offer("error", exc)
+            self._offer("error", exc)
 
-    worker = threading.Thread(target=work, name="read-ahead", daemon=True)
-    worker.start()  # now, not at the first next(): reading starts while the caller sets up
+    def __next__(self) -> T:
+        if self._done:
+            raise StopIteration
+        kind, value = self._slots.get()
+        if kind == "item":
+            return value  # type: ignore[return-value]
+        self.close()
+        if kind == "error":
+            raise value  # type: ignore[misc]
+        raise StopIteration
 
-    def drain() -> Iterator[T]:
-        try:
-            while True:
-                kind, value = slots.get()
-                if kind == "end":
-                    return
-                if kind == "error":
-                    raise value  # type: ignore[misc]
-                yield value  # type: ignore[misc]
-        finally:
-            stop.set()
-            worker.join()
+    def close(self) -> None:
+        self._done = True
+        self._stop.set()
+        self._worker.join()
 
-    return drain()
+    def __enter__(self) -> ReadAhead[T]:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
 
 _WKB_POINT = np.dtype([("order", "u1"), ("type", "<u4"), ("x", "<f8"), ("y", "<f8")])

@@ -242,9 +242,9 @@ def test_bulk_load_into_an_empty_table_draws_ids_in_one_block(
 
 
 def test_read_ahead_hands_over_items_errors_and_stops_with_the_consumer() -> None:
-    from etl.readers import prefetched
+    from etl.readers import ReadAhead
 
-    assert list(prefetched(iter(range(10)), depth=2)) == list(range(10))
+    assert list(ReadAhead(iter(range(10)), depth=2)) == list(range(10))
 
     def failing():  # noqa: ANN202
         yield 1
@@ -252,7 +252,7 @@ def test_read_ahead_hands_over_items_errors_and_stops_with_the_consumer() -> Non
 
     got = []
     with pytest.raises(ValueError, match="slice 2 is broken"):
-        for item in prefetched(failing()):
+        for item in ReadAhead(failing()):
             got.append(item)
     assert got == [1]
 
@@ -265,10 +265,14 @@ def test_read_ahead_hands_over_items_errors_and_stops_with_the_consumer() -> Non
             yield n
             n += 1
 
-    items = prefetched(endless(), depth=2)
+    items = ReadAhead(endless(), depth=2)
     assert next(items) == 0
     items.close()  # the consumer stops: the worker must stop too (close joins it)
-    assert len(produced) <= 4
+    assert len(produced) <= 4 and not items._worker.is_alive()
+
+    with ReadAhead(endless(), depth=1) as unread:  # never consumed: leaving still stops it
+        pass
+    assert not unread._worker.is_alive()
 
 
 def test_a_broken_geometry_blob_mid_file_is_refused_naming_the_file(
@@ -288,3 +292,19 @@ def test_a_broken_geometry_blob_mid_file_is_refused_naming_the_file(
     with pytest.raises(LoadError, match=f"{path}: cannot be read"):
         load_file(conn, "events", path)
     assert snapshot(conn) == before
+
+
+def test_a_refusal_in_the_first_slice_stops_the_reader(
+    categories: Connection, tmp_path: Path, sliced: int
+) -> None:
+    import threading
+
+    from etl.errors import CRSMissingError
+
+    path = tmp_path / "nocrs.gpkg"
+    events_gpkg(tmp_path / "ev.gpkg", 30).set_crs(None, allow_override=True).to_file(
+        path, driver="GPKG", layer="events"
+    )
+    with pytest.raises(CRSMissingError, match=f"{path}: the file states no coordinate system"):
+        load_file(categories, "events", path)
+    assert not [t for t in threading.enumerate() if t.name == "read-ahead"]
