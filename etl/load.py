@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine, text
 from etl.db import transaction
 from etl.errors import LoadError, ValidationFailed
 from etl.prepare import Prepared, prepare
-from etl.readers import ReadAhead, Source, feature_count, read_batches, read_source
+from etl.readers import ReadAhead, feature_count, read_batches, read_source
 from etl.reference import Reference
 from etl.schema import KINDS, parse_map
 from etl.write import (
@@ -147,44 +147,28 @@ def _load_in_slices(
     """Like ``prepare`` then ``write_prepared``, a slice at a time, in the caller's transaction.
     Every slice is validated; once a bad row is found (without ``skip_invalid``) nothing more
     is written, and after the last slice the load is refused with every bad row listed."""
-    with ReadAhead(read_batches(path, rows=SLICE_ROWS, layer=layer)) as slices:
-        return _write_slices(conn, kind, path, rows, slices, crs=crs, mapping=mapping,
-                             skip_invalid=skip_invalid, say=say)  # fmt: skip
-
-
-def _write_slices(
-    conn: Connection,
-    kind: str,
-    path: Path,
-    rows: int,
-    slices: Iterator[tuple[int, Source]],
-    *,
-    crs: str | None,
-    mapping: dict[str, str] | None,
-    skip_invalid: bool,
-    say: Progress,
-) -> tuple[Prepared, Counts]:
     build, table, key = SLICED_WRITERS[kind]
-    ref, leaves = Reference(conn), LeafUnits.load(conn, expected_points=rows)
     summary = Prepared(kind, pd.DataFrame())
     seen_codes: set[str] = set()
+    with ReadAhead(read_batches(path, rows=SLICE_ROWS, layer=layer)) as slices:
+        ref, leaves = Reference(conn), LeafUnits.load(conn, expected_points=rows)
 
-    def parts() -> Iterator[pa.Table]:
-        for first_row, source in slices:
-            part = prepare(
-                kind, source, ref, crs=crs, mapping=mapping, first_row=first_row,
-                seen_codes=seen_codes,
-            )  # fmt: skip
-            summary.total += part.total
-            summary.rejects += part.rejects
-            summary.warnings += [w for w in part.warnings if w not in summary.warnings]
-            say(f"{summary.total:,} of {rows:,} validated, {len(summary.rejects):,} rejected")
-            if skip_invalid or not summary.rejects:
-                yield build(part.frame, leaves)
-        if summary.rejects and not skip_invalid:
-            raise ValidationFailed(str(path), summary.rejects)
+        def parts() -> Iterator[pa.Table]:
+            for first_row, source in slices:
+                part = prepare(
+                    kind, source, ref, crs=crs, mapping=mapping, first_row=first_row,
+                    seen_codes=seen_codes,
+                )  # fmt: skip
+                summary.total += part.total
+                summary.rejects += part.rejects
+                summary.warnings += [w for w in part.warnings if w not in summary.warnings]
+                say(f"{summary.total:,} of {rows:,} validated, {len(summary.rejects):,} rejected")
+                if skip_invalid or not summary.rejects:
+                    yield build(part.frame, leaves)
+            if summary.rejects and not skip_invalid:
+                raise ValidationFailed(str(path), summary.rejects)
 
-    counts = write_arrow(conn, table, parts(), key, expected_rows=rows, say=say)
+        counts = write_arrow(conn, table, parts(), key, expected_rows=rows, say=say)
     return summary, counts
 
 

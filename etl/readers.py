@@ -116,9 +116,9 @@ def read_batches(
                 for dtype, field in zip(meta["dtypes"], meta["fields"], strict=True)
                 if dtype is not None and dtype.startswith("datetime") and dtype != "datetime64[D]"
             ]
+            geometry_name = meta["geometry_name"] or "wkb_geometry"
             start = 0
             for batch in reader:
-                geometry_name = meta["geometry_name"] or "wkb_geometry"
                 geoms = _from_wkb(batch.column(geometry_name))
                 frame = batch.drop_columns([geometry_name]).to_pandas()
                 for field in dates:  # as read_dataframe does: strings keep mixed UTC offsets
@@ -199,7 +199,7 @@ def _from_wkb(wkb: pa.Array) -> np.ndarray:
         offsets = np.frombuffer(
             wkb.buffers()[1], dtype=np.int32, count=n + 1, offset=wkb.offset * 4
         )
-        if offsets[-1] - offsets[0] == n * _WKB_POINT.itemsize and np.all(np.diff(offsets) == 21):
+        if np.all(np.diff(offsets) == _WKB_POINT.itemsize):  # every row a 21-byte 2-D point
             data = wkb.buffers()[2]
             records = np.frombuffer(data, _WKB_POINT, count=n, offset=int(offsets[0]))
             if np.all(records["order"] == 1) and np.all(records["type"] == 1):

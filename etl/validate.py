@@ -130,7 +130,9 @@ def check_duplicates(codes: pd.Series, earlier: set[str] | None = None) -> list[
         values = codes.to_numpy(dtype=object)[present]
         if not earlier.isdisjoint(values):  # rare: only then row by row
             seen = np.fromiter((c in earlier for c in values), bool, count=len(values))
-            dup = dup | pd.Series(np.isin(np.arange(len(codes)), present[seen]), index=codes.index)
+            again = np.zeros(len(codes), dtype=bool)
+            again[present[seen]] = True
+            dup = dup | again
         earlier.update(values)
     return [(int(i), f"duplicate code {codes.iloc[i]!r}") for i in np.flatnonzero(dup.to_numpy())]
 

@@ -1,4 +1,5 @@
-"""Writing prepared frames: COPY into a staging table, then one upsert by natural key.
+"""Writing prepared frames: COPY into a staging table, then one upsert by natural key. Events
+go as Arrow in PostgreSQL's binary COPY format (``write_arrow``), straight into an empty table.
 
 Unchanged rows are left alone (``IS DISTINCT FROM``), so loading the same file twice changes
 nothing, and a changed file updates by code.
@@ -128,6 +129,9 @@ def _arrow_ewkb_points(x: np.ndarray, y: np.ndarray, srid: int = 4490) -> pa.Arr
     return pa.FixedSizeBinaryArray.from_buffers(kind, len(x), [None, pa.py_buffer(records)])
 
 
+VARCHAR_OID = 1043
+
+
 def _pg_varchar_array(values: list[str]) -> bytes:
     """The binary form of a one-dimensional varchar[] without NULLs (array_recv's input)."""
     parts = [struct.pack(">iiiii", 1, 0, VARCHAR_OID, len(values), 1)]
@@ -135,9 +139,6 @@ def _pg_varchar_array(values: list[str]) -> bytes:
         encoded = value.encode()
         parts.append(struct.pack(">i", len(encoded)) + encoded)
     return b"".join(parts)
-
-
-VARCHAR_OID = 1043
 
 
 def _arrow_column(values: pd.Series) -> pa.Array:
@@ -247,9 +248,15 @@ class _BulkPlan:
 
     @classmethod
     def for_batch(
-        cls, conn: Connection, table: str, n: int, columns: list[str]
+        cls,
+        conn: Connection,
+        table: str,
+        n: int,
+        columns: list[str],
+        say: Callable[[str], None] = lambda _message: None,
     ) -> _BulkPlan | None:
-        """None unless the batch of ``n`` rows (writing ``columns``) is bulk for ``table``."""
+        """None unless the batch of ``n`` rows (writing ``columns``) is bulk for ``table``;
+        ``say`` hears how long the rebuild took."""
         if n < BULK_MIN_ROWS:
             return None
         existing = conn.execute(
@@ -301,7 +308,7 @@ class _BulkPlan:
             f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}'
             for name, definition in reversed(constraints)
         ]
-        return cls(conn, existing, drop, rebuild)
+        return cls(conn, existing, drop, rebuild, say)
 
     def __enter__(self) -> _BulkPlan:
         for sql in self.drop:
@@ -516,9 +523,7 @@ def write_arrow(
     stream = itertools.chain([first], parts)
     n, cols = expected_rows or first.num_rows, first.column_names
     say = say or (lambda _message: None)
-    plan = _BulkPlan.for_batch(conn, table, n, cols)
-    if plan is not None:
-        plan.say = say
+    plan = _BulkPlan.for_batch(conn, table, n, cols, say)
     if plan is None:
         empty = conn.execute(text(f"SELECT NOT EXISTS (SELECT 1 FROM {table})")).scalar_one()
         if empty:

@@ -85,7 +85,9 @@ def assign_points(
     [0, 1, 1, -1]
     """
     pts, polys = _checked_pair(points, polygons, name="points", kinds=_POINT)
-    return _assign(pts, polys, tie_break=_checked_tie_break(tie_break), cell=_auto_cell(pts, polys))
+    return _assign(
+        pts, polys, tie_break=_checked_tie_break(tie_break), cell=_auto_cell(len(pts), polys)
+    )
 
 
 class PointAssigner:
@@ -103,7 +105,7 @@ class PointAssigner:
     ) -> None:
         self._polygons = polygons
         polys = _geometry_array(polygons, "polygons", _POLYGONAL)
-        cell = _auto_cell(np.empty(expected_points, dtype=object), polys)
+        cell = _auto_cell(expected_points, polys)
         self._index = _PolygonIndex(polys, cell=cell, tie_break=_checked_tie_break(tie_break))
 
     def __call__(self, points: Geoms) -> IntArray:
@@ -128,7 +130,7 @@ def assign_polygons_by_representative_point(
     feet, polys = _checked_pair(footprints, polygons, name="footprints", kinds=_POLYGONAL)
     reps = shapely.point_on_surface(feet)
     return _assign(
-        reps, polys, tie_break=_checked_tie_break(tie_break), cell=_auto_cell(reps, polys)
+        reps, polys, tie_break=_checked_tie_break(tie_break), cell=_auto_cell(len(reps), polys)
     )
 
 
@@ -361,7 +363,7 @@ class _Raster:
         return index
 
 
-def _auto_cell(pts: ObjArray, polys: ObjArray) -> float | None:
+def _auto_cell(n_points: int, polys: ObjArray) -> float | None:
     """Cell size minimising a cost model of the raster shortcut; None when direct is cheaper.
 
     Time ~ exact tests of points in the band of cells along edges (band area grows with cell
@@ -370,7 +372,7 @@ def _auto_cell(pts: ObjArray, polys: ObjArray) -> float | None:
     never the answer.
     """
     bounds = _total_bounds(polys)
-    if len(pts) < _DIRECT_BELOW or not np.all(np.isfinite(bounds)):
+    if n_points < _DIRECT_BELOW or not np.all(np.isfinite(bounds)):
         return None
     area = float((bounds[2] - bounds[0]) * (bounds[3] - bounds[1]))
     perimeter = float(np.nansum(shapely.length(polys)))
@@ -380,9 +382,9 @@ def _auto_cell(pts: ObjArray, polys: ObjArray) -> float | None:
     size = np.sqrt(area / cells)
     band = np.minimum(1.0, _BAND_PER_EDGE * perimeter * size / area)
     fixed = _COST_POLYGON * len(polys) + _COST_PIECE * perimeter / size + _COST_CELL * cells
-    cost = fixed + len(pts) * _COST_QUERY * band
+    cost = fixed + n_points * _COST_QUERY * band
     best = int(np.argmin(cost))
-    return float(size[best]) if cost[best] < len(pts) * _COST_QUERY else None
+    return float(size[best]) if cost[best] < n_points * _COST_QUERY else None
 
 
 def _assign_by_raster(
