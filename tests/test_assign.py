@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from geo.assign import (
     AssignInputError,
     CRSMismatchError,
+    PointAssigner,
     _assign,
     _auto_cell,
     assign_points,
@@ -188,6 +189,15 @@ def big_voronoi():
     vertices = shapely.get_coordinates(cells)
     xy = np.vstack([rng.uniform([107.88, 31.88], [108.12, 32.12], (40_000, 2)), vertices])
     return np.array(cells), shapely.points(xy)
+
+
+def test_batch_assigner_reuses_its_raster_and_matches_one_call(big_voronoi):
+    polygons, points = big_voronoi
+    assigner = PointAssigner(polygons, expected_points=len(points))
+    assert assigner._index.raster is not None  # sized for all the points: the raster path
+    batches = [assigner(points[lo : lo + 7_000]) for lo in range(0, len(points), 7_000)]
+    np.testing.assert_array_equal(np.concatenate(batches), assign_points(points, polygons))
+    assert (assigner(shapely.points([(500.0, 500.0)])) == -1).all()
 
 
 def test_auto_raster_matches_sjoin_and_direct(big_voronoi):
