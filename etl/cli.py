@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from etl.settings import get_settings
+from etl.settings import APP_ROLE, get_settings
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -32,8 +32,9 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
     url = get_settings().sqlalchemy_url
     if args.downgrade:
         migrate.downgrade(url, args.downgrade)
-    else:
-        migrate.upgrade(url, args.revision)
+    elif not migrate.upgrade(url, args.revision):
+        print(f"warning: role {APP_ROLE} does not exist: create it and run migrate again, or "
+              "the dashboard cannot connect as a row-level-security-bound role")  # fmt: skip
     print(f"database at revision {migrate.current(url)}")
     return 0
 

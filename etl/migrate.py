@@ -21,8 +21,19 @@ def alembic_config(url: str | None = None, connection: Connection | None = None)
     return cfg
 
 
-def upgrade(url: str, revision: str = "head") -> None:
+def upgrade(url: str, revision: str = "head") -> bool:
+    """Migrate, then grant the app role its rights; False when that role does not exist."""
+    from sqlalchemy import create_engine
+
+    from etl.roles import apply_grants
+
     command.upgrade(alembic_config(url), revision)
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            return apply_grants(conn)
+    finally:
+        engine.dispose()
 
 
 def downgrade(url: str, revision: str = "-1") -> None:

@@ -437,3 +437,63 @@ class PlanAssignment(Base):
     )
 
     __table_args__ = (Index("ix_plan_assignments_grid", "plan_id", "grid_code"),)
+
+
+# --- migration 0008: accounts, machine tokens, the audit log ----------------------------------
+
+
+class User(Base):
+    """A person who logs in, bound to one role and one unit (they see it and what lies below)."""
+
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str | None] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(16))
+    unit_code: Mapped[str] = mapped_column(String(32))
+    password_hash: Mapped[str] = mapped_column(Text, comment="argon2id")
+    must_change_password: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    failed_logins: Mapped[int] = mapped_column(Integer, server_default="0")
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    session_epoch: Mapped[int] = mapped_column(
+        Integer, server_default="1", comment="bumped to end every session of the user"
+    )
+    active: Mapped[bool] = mapped_column(Boolean, server_default="true")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ApiToken(Base):
+    """A machine client's bearer token; only its SHA-256 is stored."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(12), comment="first characters, to recognise it")
+    role: Mapped[str] = mapped_column(String(16))
+    unit_code: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_by: Mapped[str] = mapped_column(String(64))
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AuditEntry(Base):
+    """Who saw unmasked personal data, exported, logged in or changed an account.
+
+    Append-only for the app role (no UPDATE or DELETE grant); readable by admins only (policy).
+    """
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    actor: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str | None] = mapped_column(String(16))
+    unit_code: Mapped[str | None] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str | None] = mapped_column(String(256))
+    detail: Mapped[dict] = mapped_column(JSONB, server_default="{}")
+    ip: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (Index("ix_audit_log_at", "at"),)

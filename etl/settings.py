@@ -15,6 +15,8 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+OWNER_ROLE = "gridgov"
+APP_ROLE = "gridgov_app"
 INSECURE_SECRET = "dev-insecure-secret-change-me"
 DEFAULT_BANDS = {"grid": (300, 500), "microgrid": (30, 100)}
 
@@ -28,6 +30,7 @@ class Settings(BaseSettings):
 
     env: Literal["development", "test", "production"] = "development"
     database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    app_database_url: str | None = None
     pg_port: int = 55432
     pg_dir: Path = PROJECT_ROOT / "var" / "pg"
     host: str = "127.0.0.1"
@@ -80,10 +83,38 @@ class Settings(BaseSettings):
         return not self.database_url
 
     @property
+    def secrets_file(self) -> Path:
+        """Passwords of the managed cluster's roles (created by ``etl db start``, mode 0600)."""
+        return self.pg_dir / "secrets.json"
+
+    def _managed_url(self, role: str, database: str = "gridgov") -> str:
+        password = managed_password(self.secrets_file, role)
+        return f"postgresql+psycopg://{role}:{password}@127.0.0.1:{self.pg_port}/{database}"
+
+    @property
     def sqlalchemy_url(self) -> str:
+        """The owner's URL: migrations, loads and the CLI (bypasses row-level security)."""
         if self.database_url:
             return normalise_url(self.database_url)
-        return f"postgresql+psycopg://gridgov@127.0.0.1:{self.pg_port}/gridgov"
+        return self._managed_url(OWNER_ROLE)
+
+    @property
+    def app_sqlalchemy_url(self) -> str:
+        """The web app's URL: a non-owner, non-superuser role subject to row-level security.
+
+        Managed cluster: ``gridgov_app``. With ``DATABASE_URL`` and no ``GRIDGOV_APP_DATABASE_URL``
+        the owner's URL is used outside production (and refused in production).
+        """
+        if self.app_database_url:
+            return normalise_url(self.app_database_url)
+        if self.database_url:
+            return normalise_url(self.database_url)
+        return self._managed_url(APP_ROLE)
+
+    @property
+    def admin_sqlalchemy_url(self) -> str | None:
+        """The managed cluster's superuser (creates databases and extensions); None otherwise."""
+        return None if self.database_url else self._managed_url("postgres", "postgres")
 
     def band(self, level: str) -> tuple[int, int] | None:
         return self.bands.get(level)
@@ -95,6 +126,22 @@ def normalise_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]
     return url
+
+
+class MissingSecretsError(RuntimeError):
+    """The managed cluster's passwords are not there yet."""
+
+
+def managed_password(path: Path, role: str) -> str:
+    """The generated password of ``role`` in the managed cluster's secrets file."""
+    try:
+        return str(json.loads(path.read_text())[role])
+    except FileNotFoundError:
+        raise MissingSecretsError(
+            f"{path} does not exist: start the managed cluster first (`python -m etl db start`)"
+        ) from None
+    except (KeyError, ValueError) as exc:
+        raise MissingSecretsError(f"{path} has no password for {role}: {exc}") from None
 
 
 @lru_cache(maxsize=1)
