@@ -15,7 +15,7 @@ import gzip
 import importlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -25,8 +25,11 @@ import flask
 from dash import Input, Output, dcc, html
 from sqlalchemy import Engine
 
+from dashboard import admin, auth, login
+from dashboard.auth import current_principal, current_scope
 from dashboard.i18n import TEXT, t
-from etl.queries import WHOLE_TERRITORY, Scope
+from etl.accounts import Principal
+from etl.queries import Scope
 from etl.settings import Settings
 
 HERE = Path(__file__).resolve().parent
@@ -47,10 +50,18 @@ class AppContext:
     engine: Engine
     settings: Settings
     clock: Callable[[], datetime]
-    scope: Scope = field(default=WHOLE_TERRITORY)
 
     def now(self) -> datetime:
         return self.clock().astimezone(ZoneInfo(self.settings.timezone))
+
+    @property
+    def scope(self) -> Scope:
+        """The logged-in principal's jurisdiction (nothing at all without one)."""
+        return current_scope()
+
+    @property
+    def principal(self) -> Principal | None:
+        return current_principal()
 
 
 def context() -> AppContext:
@@ -63,11 +74,13 @@ def create_app(
 ) -> dash.Dash:
     """A ready Dash app: pages registered, routes attached, nothing loaded yet.
 
-    ``clock`` (default: the real time) lets tests and replays look at data as of another moment.
+    ``engine`` defaults to the app role's (row-level security applies); ``clock`` (default: the
+    real time) lets tests and replays look at data as of another moment.
     """
-    from etl.db import get_engine
+    from etl.db import get_app_engine
 
-    engine = engine or get_engine(settings)
+    engine = engine or get_app_engine(settings)
+    clock = clock or (lambda: datetime.now(ZoneInfo("UTC")))
     app = dash.Dash(
         __name__, use_pages=True, pages_folder="", assets_folder=str(HERE / "assets"),
         title=t("app.title", settings.language), suppress_callback_exceptions=True,
@@ -82,10 +95,17 @@ def create_app(
     _import_pages()
     _attach_page_callbacks(app)
     app.server.config["SECRET_KEY"] = settings.secret_key
-    app.server.extensions["gridgov"] = AppContext(
-        engine=engine, settings=settings, clock=clock or (lambda: datetime.now(ZoneInfo("UTC")))
-    )
+    app.server.config["MAX_CONTENT_LENGTH"] = settings.max_upload_mb * 1024 * 1024
+    app.server.extensions["gridgov"] = AppContext(engine=engine, settings=settings, clock=clock)
     app.layout = _frame
+    if settings.trusted_proxy:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.server.wsgi_app = ProxyFix(app.server.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
+    auth.install(app.server, engine, settings, clock)
+    login.install(app.server, engine, clock)
+    admin.install(app.server, engine, clock)
+    _answer_outages(app.server)
     _compress_responses(app.server)
     _register_routes(app.server, engine, settings)
     _register_frame_callbacks(app)
@@ -136,6 +156,24 @@ def _compress_responses(server: flask.Flask) -> None:
         response.set_data(body)
         response.headers["Content-Encoding"] = "gzip"
         response.headers["Vary"] = "Accept-Encoding"
+        return response
+
+
+def _answer_outages(server: flask.Flask) -> None:
+    """Database unreachable: 503 with Retry-After, as JSON, instead of a 500 with a traceback."""
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    @server.errorhandler(OperationalError)
+    @server.errorhandler(DBAPIError)
+    def unavailable(exc: Exception) -> flask.Response:
+        if isinstance(exc, DBAPIError) and not (
+            isinstance(exc, OperationalError) or exc.connection_invalidated
+        ):
+            raise exc
+        log.warning("database unavailable: %s", str(exc).splitlines()[0])
+        body = b'{"error": {"status": 503, "message": "the database is unavailable", "fields": []}}'
+        response = flask.Response(body, status=503, mimetype="application/json")
+        response.headers["Retry-After"] = "5"
         return response
 
 
@@ -199,9 +237,30 @@ def _nav_label(page: dict) -> list[html.Span]:
     return [html.Span(zh, className="lang-zh"), html.Span(en, className="lang-en")]
 
 
+def _user_box() -> html.Div:
+    """Who is logged in, their role and unit, the password form and logout (a plain POST)."""
+    who = current_principal()
+    if who is None:
+        return html.Div()
+    links = (
+        [html.A("管理 Admin", href="/admin", className="nav-link")] if who.role == "admin" else []
+    )
+    return html.Div(className="userbox", children=[
+        *links,
+        html.A(f"{who.name} · {t('role.' + who.role.value, 'zh')}", href="/account/password",
+               className="user-name", title=f"{who.role.value} @ {who.unit_code}"),
+        html.Form(method="POST", action="/logout", className="logout", children=[
+            dcc.Input(type="hidden", name="csrf_token", value=auth.csrf_token()),
+            html.Button([html.Span("退出", className="lang-zh"), html.Span("Log out", className="lang-en")],
+                        type="submit", className="logout-btn"),
+        ]),
+    ])  # fmt: skip
+
+
 def _frame() -> html.Div:
     """The shared frame: top bar built from the page registry, then the page container."""
     pages = sorted(dash.page_registry.values(), key=lambda p: (p.get("order") or 0, p["path"]))
+    pages = [p for p in pages if auth.may_open(p["path"])]
     zh, en = TEXT["app.title"]
     return html.Div(id="frame", className="frame lang-is-zh", children=[
         dcc.Location(id="frame-url", refresh=False),
@@ -213,6 +272,7 @@ def _frame() -> html.Div:
                 for p in pages
             ]),
             html.Div(id="frame-slot", className="topbar-slot"),
+            _user_box(),
         ]),
         html.Main(dash.page_container, className="page"),
     ])  # fmt: skip

@@ -65,7 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # feature modules that add subcommands; each exposes ``register(subparsers)``
-FEATURE_MODULES = ("etl.load", "etl.check", "etl.demo", "etl.report", "etl.redraw")
+FEATURE_MODULES = (
+    "etl.load", "etl.check", "etl.demo", "etl.report", "etl.redraw", "etl.accounts_cli",
+)  # fmt: skip
 
 
 def _register_optional(sub: argparse._SubParsersAction) -> None:

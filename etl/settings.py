@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     language: Literal["zh", "en"] = "zh"
     demo_seed: int = 7
     holidays: list[str] | None = None
+    wall_frame_origins: list[str] = Field(default_factory=list)
+    max_upload_mb: int = 50
+    trusted_proxy: bool = False
     makeup_workdays: list[str] | None = None
 
     @field_validator("bands", mode="before")

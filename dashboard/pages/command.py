@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import copy_context
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -418,10 +419,38 @@ def numbers(key, _delta):  # type: ignore[no-untyped-def]
     # Independent reads on their own connections: the database runs them side by side.
     with ThreadPoolExecutor(max_workers=4) as pool:
         jobs = [
-            pool.submit(q.kpis, engine, scope, within=code, window=window, tz=tz),
-            pool.submit(q.kpis, engine, scope, within=code, window=window.previous(), tz=tz),
-            pool.submit(q.ranking, engine, scope, within=code, window=window, limit=RANK_SIZE),
-            pool.submit(q.trend, engine, scope, within=code, window=window, bucket=bucket, tz=tz),
+            # each worker runs in a copy of this request's context: its database scope with it
+            pool.submit(
+                copy_context().run, q.kpis, engine, scope, within=code, window=window, tz=tz
+            ),
+            pool.submit(
+                copy_context().run,
+                q.kpis,
+                engine,
+                scope,
+                within=code,
+                window=window.previous(),
+                tz=tz,
+            ),
+            pool.submit(
+                copy_context().run,
+                q.ranking,
+                engine,
+                scope,
+                within=code,
+                window=window,
+                limit=RANK_SIZE,
+            ),
+            pool.submit(
+                copy_context().run,
+                q.trend,
+                engine,
+                scope,
+                within=code,
+                window=window,
+                bucket=bucket,
+                tz=tz,
+            ),
         ]
     try:
         current, previous, ranks, trend = (job.result() for job in jobs)
