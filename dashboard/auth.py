@@ -274,10 +274,13 @@ def _check_page_or_callback(who: Principal) -> None:
 
 def _callback_need(body: bytes) -> Need:
     try:
-        output = str(orjson.loads(body).get("output", ""))
+        payload = orjson.loads(body)
+        output = str(payload.get("output", ""))
     except (orjson.JSONDecodeError, AttributeError):
         raise Denied(400, "a Dash callback body must be a JSON object") from None
     first = output.lstrip(".").split("...")[0].split("@")[0]
+    if first == "_pages_content.children":  # Dash Pages renders the layout of a path
+        return _page_need(payload)
     if first in CALLBACK_WRITES:
         return CALLBACK_WRITES[first]
     if first.startswith("{"):  # a pattern-matching id: its "type" carries the page prefix
@@ -290,6 +293,13 @@ def _callback_need(body: bytes) -> Need:
     if need is None:
         raise Denied(403, f"callback {first!r} has no entry in the permission table")
     return need
+
+
+def _page_need(payload: dict[str, Any]) -> Need:
+    inputs = payload.get("inputs") or []
+    paths = [i.get("value") for i in inputs if isinstance(i, dict) and i.get("property") == "pathname"]
+    path = str(paths[0]) if paths and paths[0] else "/"
+    return PAGES.get("/" + path.strip("/").split("/")[0].lower() if path != "/" else "/", ANY)
 
 
 def _wants_json(request: flask.Request) -> bool:

@@ -30,10 +30,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+SESSION: dict[str, str] = {}
+"""The session cookie of the last app served (pages opened by :func:`new_page` carry it)."""
+
+
 @contextmanager
-def serve(app: Any) -> Iterator[str]:
-    """Serve a Dash app (or a Flask server) in a background thread; yields the base URL."""
+def serve(app: Any, *, role: str | None = "admin", unit_code: str | None = None) -> Iterator[str]:
+    """Serve a Dash app (or a Flask server) in a background thread; yields the base URL.
+
+    With ``role`` (default: an administrator of the root unit) a user of that role is created
+    and logged in; every :func:`new_page` then starts with that session. ``role=None``: no one.
+    """
+    from tests.accounts import login_cookie
+
     server_app = getattr(app, "server", app)
+    SESSION.clear()
+    if role is not None:
+        SESSION["cookie"] = login_cookie(server_app, role, unit_code)
     port = free_port()
     server = make_server("127.0.0.1", port, server_app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -61,8 +74,15 @@ def browser() -> Iterator[Any]:
 def new_page(
     b: Any, *, width: int = 1920, height: int = 1080, errors: list[str] | None = None
 ) -> Any:
-    """A page of the given viewport; JS errors and console errors are appended to ``errors``."""
+    """A page of the given viewport; JS errors and console errors are appended to ``errors``.
+
+    It carries the session of the app last served (:func:`serve`), as a logged-in user's would.
+    """
     page = b.new_page(viewport={"width": width, "height": height})
+    if SESSION.get("cookie"):
+        page.context.add_cookies([{"name": "gridgov_session", "value": SESSION["cookie"],
+                                   "domain": "127.0.0.1", "path": "/", "httpOnly": True,
+                                   "sameSite": "Lax"}])  # fmt: skip
     if errors is not None:
         page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
         page.on(

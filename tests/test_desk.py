@@ -18,6 +18,8 @@ from etl import incidents as inc
 from etl import migrate
 from etl.settings import Settings
 from geo import workflow as wf
+from tests.accounts import login_cookie
+from tests.browser import SESSION, new_page
 from tests.conftest import database_url, ensure_database
 from tests.test_incidents_net import build_net
 
@@ -46,7 +48,9 @@ def desk_engine() -> Iterator[Engine]:
 
 @pytest.fixture(scope="module")
 def served(desk_engine: Engine) -> Iterator[str]:
+    """The desk served, and a dispatcher of the county logged in (its session in SESSION)."""
     app = create_app(Settings(), engine=desk_engine)
+    SESSION["cookie"] = login_cookie(app, "dispatcher")
     server = create_server(app.server, host="127.0.0.1", port=0, threads=4)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -63,7 +67,7 @@ def test_desk_acts_on_a_case(served: str, desk_engine: Engine) -> None:
             executable_path="/usr/bin/chromium",
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
         )
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page = new_page(browser, width=1400, height=900)
         page.goto(f"{served}/desk")
         page.locator("#desk-queue").get_by_text("网格 Grid", exact=False).first.click()
         cell = page.get_by_text("DESK-1", exact=True)
