@@ -117,7 +117,7 @@ class Denied(Exception):
 
 
 def current_principal() -> Principal | None:
-    return flask.g.get("principal") if flask.has_request_context() else None
+    return flask.g.get("principal") if flask.has_app_context() else None
 
 
 def current_scope() -> Scope:
@@ -297,7 +297,9 @@ def _callback_need(body: bytes) -> Need:
 
 def _page_need(payload: dict[str, Any]) -> Need:
     inputs = payload.get("inputs") or []
-    paths = [i.get("value") for i in inputs if isinstance(i, dict) and i.get("property") == "pathname"]
+    paths = [
+        i.get("value") for i in inputs if isinstance(i, dict) and i.get("property") == "pathname"
+    ]
     path = str(paths[0]) if paths and paths[0] else "/"
     return PAGES.get("/" + path.strip("/").split("/")[0].lower() if path != "/" else "/", ANY)
 

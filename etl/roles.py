@@ -2,7 +2,8 @@
 
 The app role (``gridgov_app`` on the managed cluster, or the user of ``GRIDGOV_APP_DATABASE_URL``)
 owns nothing, so row-level security always applies to it (migration 0008). It reads every
-table, writes only the tables the pages and API change, may never change reference data, rewrite
+table, writes only the tables the pages and API change (and deletes only the derived road
+network, to rebuild it), may never change reference data, rewrite
 an event's history, or update or delete the audit log.
 """
 
@@ -13,14 +14,9 @@ from sqlalchemy import Connection, text
 from etl.settings import APP_ROLE
 
 # reference data the app reads but only loads (the owner) change
-READ_ONLY = (
-    "levels",
-    "event_categories",
-    "roads",
-    "road_vertices",
-    "road_edges",
-    "spatial_ref_sys",
-)
+READ_ONLY = ("levels", "event_categories", "roads", "spatial_ref_sys")
+# the routable network is derived from roads and rebuilt on demand by the first dispatch
+DERIVED = ("road_vertices", "road_edges")
 # history is appended to, never rewritten
 APPEND_ONLY = ("event_history", "audit_log", "etl_runs", "responder_positions")
 
@@ -38,6 +34,7 @@ def apply_grants(conn: Connection, role: str = APP_ROLE) -> bool:
         f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {r}",
         *(f"REVOKE INSERT, UPDATE ON {t} FROM {r}" for t in READ_ONLY),
         *(f"REVOKE UPDATE ON {t} FROM {r}" for t in APPEND_ONLY),
+        *(f"GRANT DELETE ON {t} TO {r}" for t in DERIVED),
     ]
     for sql in statements:
         conn.execute(text(sql))

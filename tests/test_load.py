@@ -539,16 +539,17 @@ def test_bulk_path_updates_inserts_and_restores_keys(
 def test_bulk_load_by_a_role_that_does_not_own_the_table(
     loaded_territory: Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A loader role with write grants but not ownership cannot drop indexes: the bulk batch
-    goes through the ordinary upsert instead of failing."""
+    """A role with write grants but not ownership (the app's, under row-level security) cannot
+    drop indexes: the bulk batch goes through the ordinary upsert instead of failing."""
     import etl.write
+    from etl.db import DbScope, set_scope
+    from etl.settings import APP_ROLE
 
     monkeypatch.setattr(etl.write, "BULK_MIN_ROWS", 2)
     conn = loaded_territory
-    conn.execute(text("CREATE ROLE gridgov_loader_test NOLOGIN"))
-    conn.execute(text("GRANT ALL ON ALL TABLES IN SCHEMA public TO gridgov_loader_test"))
-    conn.execute(text("GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO gridgov_loader_test"))
-    conn.execute(text("SET LOCAL ROLE gridgov_loader_test"))
+    root = conn.execute(text("SELECT code FROM units WHERE parent_id IS NULL LIMIT 1")).scalar_one()
+    conn.execute(text(f"SET LOCAL ROLE {APP_ROLE}"))
+    set_scope(conn, DbScope((root,), "admin"))
     result = load_file(conn, "buildings", small_buildings(tmp_path, "R", 4))
     assert result.counts.inserted == 4
     conn.execute(text("RESET ROLE"))

@@ -20,7 +20,9 @@ from etl import migrate, plans
 from etl.queries import Scope
 from etl.settings import get_settings
 from tests.conftest import database_url, ensure_database
-from tests.test_plans_data import COMMUNITY, build_community
+from etl.access import Role
+from tests.accounts import acting
+from tests.test_plans_data import COMMUNITY, COUNTY, build_community
 
 BAND = (300, 500)
 
@@ -60,7 +62,7 @@ def triggered(app: dash.Dash, prop: str | None = None) -> Iterator[None]:
         AttributeDict(triggered_inputs=[{"prop_id": prop, "value": 1}] if prop else [])
     )
     try:
-        with app.server.app_context():
+        with app.server.app_context(), acting(Role.PLANNER, COUNTY):
             yield
     finally:
         context_value.reset(token)

@@ -15,6 +15,8 @@ from sqlalchemy import Engine, text
 from dashboard.app import create_app
 from etl.settings import Settings
 from tests.test_export import report_engine, report_url  # noqa: F401  (shared fixtures)
+from etl.access import Role
+from tests.accounts import acting
 from tests.test_reports_data import ASOF, COUNTY
 
 
@@ -23,7 +25,7 @@ def page(report_engine: Engine) -> Any:  # noqa: F811
     app = create_app(Settings(), engine=report_engine, clock=lambda: ASOF)
     from dashboard.pages import reports
 
-    with app.server.test_request_context("/reports"):
+    with app.server.test_request_context("/reports"), acting(Role.ANALYST, COUNTY):
         yield reports
 
 

@@ -15,10 +15,12 @@ from dash import ALL, Input, Output, State, ctx, dash_table, dcc, html
 from dash.exceptions import PreventUpdate
 
 from dashboard.app import context
+from dashboard.personal import protect_one
 from etl import incidents as inc
 from etl.db import transaction
 from etl.deadlines import work_calendar
 from etl.queries import events as q
+from etl.queries.screen import unit_ref
 from geo import workflow as wf
 
 dash.register_page(__name__, path="/desk", name="事件工作台", order=2, i18n_key="nav.desk")
@@ -167,6 +169,7 @@ def render_card(code, level, _refresh):  # noqa: ANN001, ANN201
                         calendar=work_calendar(app.settings))  # fmt: skip
     if card is None:
         return html.P(f"{code}: 不存在 not found"), None
+    card = protect_one(app.engine, card, what=f"desk card {code}")
     allowed = q.allowed_for(card["state"], level)
     return _card(card, allowed), card["version"]
 
@@ -204,6 +207,28 @@ def _card(card: dict, allowed: list[str]) -> html.Div:
     ])  # fmt: skip
 
 
+def _actor_name(app: Any, typed: str | None) -> str:
+    """The logged-in user acts; a typed name (e.g. the person on duty) is kept beside it."""
+    who = app.principal
+    name = who.name if who is not None else "?"
+    return (
+        f"{name} ({typed.strip()[:24]})"
+        if typed and typed.strip() and typed.strip() != name
+        else name
+    )
+
+
+def _level_refused(app: Any, level: str | None) -> str | None:
+    """A user acts at their own unit's level or below it, never above (escalation by form)."""
+    who = app.principal
+    ref = unit_ref(app.engine, app.scope, who.unit_code) if who is not None else None
+    ladder = list(inc.LADDER)
+    own = ref.level if ref is not None and ref.level in ladder else None
+    if level not in ladder or own is None or ladder.index(level) > ladder.index(own):
+        return f"✗ 无权以 {level} 层级办理 you cannot act at level {level} (yours: {own})"
+    return None
+
+
 @dash.callback(
     Output(_pid("msg"), "children"),
     Output(_pid("refresh"), "data", allow_duplicate=True),
@@ -223,9 +248,12 @@ def take_action(clicks, code, version, level, actor, reason, to_level, sat, refr
         raise PreventUpdate
     action = ctx.triggered_id["action"]
     app = context()
+    refused = _level_refused(app, level)
+    if refused:
+        return html.Span(refused, style={"color": "#c62828"}), dash.no_update
     try:
         with transaction(app.engine) as conn:
-            inc.act(conn, code, action, wf.Actor(level, "desk", actor or "值班员"),
+            inc.act(conn, code, action, wf.Actor(level, "desk", _actor_name(app, actor)),
                     calendar=work_calendar(app.settings), version=version, reason=reason or None,
                     satisfaction=sat if action == "evaluate" else None,
                     to_level=to_level if action == "dispatch" else None, at=app.now())  # fmt: skip
@@ -250,8 +278,11 @@ def take_action(clicks, code, version, level, actor, reason, to_level, sat, refr
 )
 def submit_report(_n, cat, lon, lat, channel, desc, actor, level, refresh):  # noqa: ANN001, ANN201
     app = context()
+    refused = _level_refused(app, level)
+    if refused:
+        return html.Span(refused, style={"color": "#c62828"}), dash.no_update
     payload = {"category_code": cat, "lon": lon, "lat": lat, "channel": channel,
-               "description": desc or None, "reporter": actor or "值班员",
+               "description": desc or None, "reporter": _actor_name(app, actor),
                "reporter_level": level, "reporter_role": "desk"}  # fmt: skip
     try:
         cats = inc.load_categories(app.engine)
