@@ -25,8 +25,10 @@ def root_code(engine: Engine) -> str:
     with engine.connect() as conn:
         return str(
             conn.execute(
-                text("SELECT code FROM units WHERE parent_id IS NULL AND valid_to IS NULL "
-                     "ORDER BY code LIMIT 1")  # fmt: skip
+                text(
+                    "SELECT code FROM units WHERE parent_id IS NULL AND valid_to IS NULL "
+                    "ORDER BY code LIMIT 1"
+                )  # fmt: skip
             ).scalar_one()
         )
 
@@ -38,7 +40,9 @@ def ensure_user(engine: Engine, name: str, role: str, unit_code: str) -> None:
         accounts.add_user(conn, name, role=role, unit_code=unit_code, password=PASSWORD)
 
 
-def login(client: Any, name: str, password: str = PASSWORD, *, host: str = "http://localhost") -> Any:
+def login(
+    client: Any, name: str, password: str = PASSWORD, *, host: str = "http://localhost"
+) -> Any:
     """Log a Flask test client in through the login form; returns the response."""
     client.get("/login")
     with client.session_transaction() as session:

@@ -19,7 +19,7 @@ from dashboard.auth import ANY, PAGES, PUBLIC, ROUTES
 from etl.access import PERMISSIONS, Perm, Role
 from etl.db import app_url_for, scoped_engine
 from etl.settings import Settings
-from tests.accounts import PASSWORD, ensure_user, login
+from tests.accounts import ensure_user, login
 
 
 @pytest.fixture(scope="module")

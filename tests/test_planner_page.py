@@ -17,11 +17,11 @@ from dash._utils import AttributeDict
 from sqlalchemy import Engine, create_engine, text
 
 from etl import migrate, plans
+from etl.access import Role
 from etl.queries import Scope
 from etl.settings import get_settings
-from tests.conftest import database_url, ensure_database
-from etl.access import Role
 from tests.accounts import acting
+from tests.conftest import database_url, ensure_database
 from tests.test_plans_data import COMMUNITY, COUNTY, build_community
 
 BAND = (300, 500)

@@ -13,10 +13,10 @@ from openpyxl import load_workbook
 from sqlalchemy import Engine, text
 
 from dashboard.app import create_app
-from etl.settings import Settings
-from tests.test_export import report_engine, report_url  # noqa: F401  (shared fixtures)
 from etl.access import Role
+from etl.settings import Settings
 from tests.accounts import acting
+from tests.test_export import report_engine, report_url  # noqa: F401  (shared fixtures)
 from tests.test_reports_data import ASOF, COUNTY
 
 
