@@ -39,6 +39,7 @@ demo: migrate ## build and load the demo county (skipped when already loaded)
 	$(PY) -m etl demo --if-needed
 
 run: demo ## install, start PostGIS, load the demo county and serve http://127.0.0.1:8050
+	$(PY) -m etl users ensure-admin
 	$(PY) -m dashboard
 
 serve: ## serve the dashboard only (no set-up)

@@ -7,12 +7,14 @@ Every field is documented in README.md ("Configuration"). Unsafe defaults are re
 from __future__ import annotations
 
 import json
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 OWNER_ROLE = "gridgov"
@@ -63,18 +65,27 @@ class Settings(BaseSettings):
     def _refuse_unsafe_production(self) -> Settings:
         if self.env != "production":
             return self
-        if self.secret_key == INSECURE_SECRET or len(self.secret_key) < 32:
-            raise UnsafeSettingsError(
-                "GRIDGOV_SECRET_KEY must be set to a random string of at least 32 characters "
-                "in production"
-            )
+        weak = _weak_secret(self.secret_key)
+        if weak:
+            raise UnsafeSettingsError(f"GRIDGOV_SECRET_KEY {weak} in production")
         if not self.database_url:
             raise UnsafeSettingsError("DATABASE_URL must name the production PostGIS")
-        if (
-            self.host not in ("127.0.0.1", "localhost")
-            and self.tile_url
-            and "http://" in self.tile_url
-        ):
+        for name, url in (("DATABASE_URL", self.database_url),
+                          ("GRIDGOV_APP_DATABASE_URL", self.app_database_url)):  # fmt: skip
+            if url and not make_url(normalise_url(url)).password:
+                raise UnsafeSettingsError(f"{name} has no password")
+        if not self.app_database_url:
+            raise UnsafeSettingsError(
+                "GRIDGOV_APP_DATABASE_URL must name the app's own role (not the owner of the "
+                "tables, not a superuser) so that row-level security applies"
+            )
+        loopback = self.host in ("127.0.0.1", "localhost", "::1")
+        if not loopback and not self.trusted_proxy:
+            raise UnsafeSettingsError(
+                "serving beyond loopback needs TLS: put the app behind a TLS-terminating proxy "
+                "and set GRIDGOV_TRUSTED_PROXY=true"
+            )
+        if not loopback and self.tile_url and "http://" in self.tile_url:
             raise UnsafeSettingsError(
                 "GRIDGOV_TILE_URL must use https when serving beyond loopback"
             )
@@ -129,6 +140,20 @@ def normalise_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]
     return url
+
+
+def _weak_secret(secret: str) -> str | None:
+    """Why ``secret`` is too weak to sign sessions, or None (length, padding, variety)."""
+    if secret == INSECURE_SECRET or INSECURE_SECRET in secret:
+        return "is the development default"
+    if len(secret) < 32:
+        return "must be at least 32 characters"
+    if len(set(secret)) < 12:
+        return "has too few different characters (padded or repeated): generate a random one"
+    longest_run = max(len(m.group(0)) for m in re.finditer(r"(.)\1*", secret))
+    if longest_run >= 6:
+        return "contains a long run of one character (padding): generate a random one"
+    return None
 
 
 class MissingSecretsError(RuntimeError):

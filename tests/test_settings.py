@@ -18,18 +18,62 @@ def test_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not settings.managed_cluster
 
 
-def test_production_refuses_the_default_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+RANDOM_SECRET = "q8ZP3vN1-xR7kT0wYb2Lm9eHcF4sJ6uA"
+
+
+def _production(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GRIDGOV_ENV", "production")
-    monkeypatch.setenv("DATABASE_URL", "postgresql://u:p@db/gov")
-    with pytest.raises(ValueError, match="SECRET_KEY"):
-        Settings()
-    monkeypatch.setenv("GRIDGOV_SECRET_KEY", "x" * 40)
+    monkeypatch.setenv("DATABASE_URL", "postgresql://owner:pw@db/gov")
+    monkeypatch.setenv("GRIDGOV_APP_DATABASE_URL", "postgresql://app:pw@db/gov")
+    monkeypatch.setenv("GRIDGOV_SECRET_KEY", RANDOM_SECRET)
+
+
+@pytest.mark.parametrize(
+    ("secret", "why"),
+    [
+        ("dev-insecure-secret-change-me", "development default"),
+        ("short-but-random-9Zq", "at least 32"),
+        ("x" * 40, "too few different"),
+        ("Zq81kLm2Xy7Wv" + "0" * 30, "long run"),
+    ],
+)
+def test_production_refuses_weak_secrets(
+    monkeypatch: pytest.MonkeyPatch, secret: str, why: str
+) -> None:
+    _production(monkeypatch)
     assert Settings().env == "production"
+    monkeypatch.setenv("GRIDGOV_SECRET_KEY", secret)
+    with pytest.raises(ValueError, match=why):
+        Settings()
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "why"),
+    [
+        ("DATABASE_URL", "postgresql://owner@db/gov", "DATABASE_URL has no password"),
+        ("GRIDGOV_APP_DATABASE_URL", "postgresql://app@db/gov", "APP_DATABASE_URL has no pass"),
+        ("GRIDGOV_APP_DATABASE_URL", None, "row-level security"),
+        ("GRIDGOV_HOST", "0.0.0.0", "TLS"),
+    ],
+)
+def test_production_refuses_unsafe_deployments(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str | None, why: str
+) -> None:
+    _production(monkeypatch)
+    if value is None:
+        monkeypatch.delenv(name)
+    else:
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=why):
+        Settings()
+    if name == "GRIDGOV_HOST":
+        monkeypatch.setenv("GRIDGOV_TRUSTED_PROXY", "true")
+        assert Settings().trusted_proxy
 
 
 def test_production_needs_a_named_database(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GRIDGOV_ENV", "production")
-    monkeypatch.setenv("GRIDGOV_SECRET_KEY", "y" * 40)
+    monkeypatch.setenv("GRIDGOV_SECRET_KEY", RANDOM_SECRET)
     monkeypatch.delenv("DATABASE_URL", raising=False)
     with pytest.raises(ValueError, match="DATABASE_URL"):
         Settings()
