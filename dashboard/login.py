@@ -108,13 +108,15 @@ def make_blueprint(
         name = flask.request.form.get("name", "")[:64]
         password = flask.request.form.get("password", "")[:128]
         ip = flask.request.remote_addr
-        try:
-            with transaction(engine) as conn:
+        with transaction(engine) as conn:  # a refusal commits too: it counts towards lockout
+            try:
                 who = accounts.authenticate(conn, name, password, now=clock())
-                accounts.audit(conn, who, "login", name, ip=ip)
-        except accounts.LoginRefused:
-            with transaction(engine) as conn:
+            except accounts.LoginRefused:
                 accounts.audit(conn, name or "?", "login_failed", name, ip=ip)
+                who = None
+            else:
+                accounts.audit(conn, who, "login", name, ip=ip)
+        if who is None:
             return login_form(_t("refused"), 401)
         flask.session.clear()  # a new session id for the new user: no fixation
         flask.session.update(uid=who.user_id, epoch=who.epoch)
@@ -157,13 +159,15 @@ def make_blueprint(
 def _change(engine: Engine, who: accounts.Principal, old: str, new: str, again: str) -> str:
     if new != again:
         return _t("mismatch")
+    with transaction(engine) as conn:  # a wrong current password counts towards lockout
+        try:
+            accounts.authenticate(conn, who.name, old, now=datetime.now().astimezone())
+        except accounts.LoginRefused:
+            return _t("wrong_old")
     try:
         with transaction(engine) as conn:
-            accounts.authenticate(conn, who.name, old, now=datetime.now().astimezone())
             accounts.set_password(conn, who.name, new)
             accounts.audit(conn, who, "password_changed", who.name, ip=flask.request.remote_addr)
-    except accounts.LoginRefused:
-        return _t("wrong_old")
     except accounts.AccountError as exc:
         return str(exc)
     return ""

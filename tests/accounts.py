@@ -7,6 +7,7 @@ hands it to every new Chromium page so page tests start logged in.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -40,6 +41,17 @@ def ensure_user(engine: Engine, name: str, role: str, unit_code: str) -> None:
         accounts.add_user(conn, name, role=role, unit_code=unit_code, password=PASSWORD)
 
 
+_ADDRESSES = itertools.count(1)
+
+
+def client_from_own_address(app: Any) -> Any:
+    """A test client with an address of its own (the login rate limit counts per address)."""
+    client = getattr(app, "server", app).test_client()
+    n = next(_ADDRESSES)
+    client.environ_base["REMOTE_ADDR"] = f"10.{n // 250 % 250}.{n % 250}.1"
+    return client
+
+
 def login(
     client: Any, name: str, password: str = PASSWORD, *, host: str = "http://localhost"
 ) -> Any:
@@ -58,7 +70,7 @@ def login_cookie(app: Any, role: str = "admin", unit_code: str | None = None) ->
     unit = unit_code or root_code(engine)
     name = f"t-{role}-{unit}"[:64]
     ensure_user(engine, name, role, unit)
-    client = server.test_client()
+    client = client_from_own_address(server)
     response = login(client, name)
     assert response.status_code == 302, response.get_data(as_text=True)[:500]
     cookie = client.get_cookie("gridgov_session")

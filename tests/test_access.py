@@ -19,7 +19,7 @@ from dashboard.auth import ANY, PAGES, PUBLIC, ROUTES
 from etl.access import PERMISSIONS, Perm, Role
 from etl.db import app_url_for, scoped_engine
 from etl.settings import Settings
-from tests.accounts import ensure_user, login
+from tests.accounts import client_from_own_address, ensure_user, login
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def app(demo_url: str, demo_engine: Engine, places: dict[str, str]) -> Iterator[
 def clients(app: Any) -> dict[Role, Any]:
     out = {}
     for role in Role:
-        client = app.server.test_client()
+        client = client_from_own_address(app)
         assert login(client, f"m-{role.value}").status_code == 302
         out[role] = client
     return out
@@ -117,7 +117,7 @@ def test_every_route_has_a_permission_and_a_sample(app: Any) -> None:
 
 
 def test_anonymous_gets_only_the_login_page_and_discovery(app: Any, places: dict) -> None:
-    client = app.server.test_client()
+    client = client_from_own_address(app)
     for (rule, method), sample in SAMPLES.items():
         resp = client.open(
             sample.format(**places), method=method, headers={"Origin": "http://localhost"}
