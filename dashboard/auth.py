@@ -101,6 +101,7 @@ CALLBACK_WRITES: dict[str, Perm] = {
     "desk-msg.children": Perm.EVENTS_ACT,
     "desk-new-msg.children": Perm.EVENTS_REPORT,
     "planner-work.data": Perm.PLANS_READ,  # propose and move blocks: nothing saved
+    "planner-message.children": Perm.PLANS_WRITE,  # save (approve also needs plans.approve)
     "planner-download.data": Perm.EXPORT,
     "reports-download.data": Perm.EXPORT,
 }

@@ -232,3 +232,37 @@ def test_a_wall_screen_gets_no_personal_data(clients: dict, places: dict) -> Non
                 "/open311/v2/requests.json", "/desk", "/reports", "/admin"):  # fmt: skip
         assert client.get(url).status_code == 403, url
     assert client.get("/").status_code == 200
+
+
+def _callback_cases() -> list[tuple[str, Any]]:
+    from dashboard.auth import CALLBACK_PAGES, CALLBACK_WRITES
+
+    cases = [(out, need) for out, need in CALLBACK_WRITES.items()]
+    cases += [(f"{page}-anything.data", need) for page, need in CALLBACK_PAGES.items()
+              if page != "frame"]  # fmt: skip
+    cases.append(('{"action":["ALL"],"type":"desk-action"}.n_clicks', Perm.EVENTS_READ))
+    return cases
+
+
+@pytest.mark.parametrize("role", list(Role))
+def test_dash_callbacks_follow_the_table(clients: dict, role: Role) -> None:
+    """Every page's callbacks and every writing callback, as the renderer would post them."""
+    client = clients[role]
+    wrong = []
+    for output, need in _callback_cases():
+        body = {"output": output + "@abc", "outputs": [], "inputs": [], "changedPropIds": []}
+        resp = client.post("/_dash-update-component", json=body,
+                           headers={"Origin": "http://localhost", "X-CSRFToken": _csrf(client)})  # fmt: skip
+        denied = resp.status_code == 403
+        expected = need not in (ANY, PUBLIC) and role not in PERMISSIONS[Perm(need)]
+        if denied != expected:
+            wrong.append((output, resp.status_code))
+    assert wrong == []
+
+
+def test_a_callback_without_a_table_entry_is_refused(clients: dict) -> None:
+    client = clients[Role.ADMIN]
+    body = {"output": "mystery-thing.data", "outputs": [], "inputs": []}
+    resp = client.post("/_dash-update-component", json=body,
+                       headers={"Origin": "http://localhost", "X-CSRFToken": _csrf(client)})  # fmt: skip
+    assert resp.status_code == 403

@@ -21,7 +21,9 @@ from dash import Input, Output, State, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from dashboard.app import context
+from dashboard.auth import may
 from etl import plans
+from etl.access import Perm
 from etl.queries import planner as q
 
 PAGE = "planner"
@@ -471,6 +473,8 @@ def save_or_approve(_s: int, _a: int, unit: str | None, work: dict | None, name:
                                      created_by=app.scope.user)  # fmt: skip
             message = f"方案“{name}”已保存（编号 {new_id}）"
         else:
+            if not may(Perm.PLANS_APPROVE):
+                return "无权批准方案 you may not approve plans", no_update, no_update
             if not plan_id or not effective:
                 return "先选择已保存方案和生效日期", no_update, no_update
             result = plans.approve_plan(app.engine, app.scope, int(plan_id),
