@@ -266,3 +266,12 @@ def test_a_callback_without_a_table_entry_is_refused(clients: dict) -> None:
     resp = client.post("/_dash-update-component", json=body,
                        headers={"Origin": "http://localhost", "X-CSRFToken": _csrf(client)})  # fmt: skip
     assert resp.status_code == 403
+
+
+def test_the_readme_shows_the_permission_table() -> None:
+    from pathlib import Path
+
+    from etl.access import permission_table_markdown
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert permission_table_markdown() in readme
