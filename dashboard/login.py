@@ -41,9 +41,10 @@ TEXT = {
 }  # fmt: skip
 
 STYLE = """
+html{font-size:clamp(16px,calc(100vw / 120),36px)}
 body{margin:0;font-family:"Noto Sans CJK SC","Noto Sans",sans-serif;background:#0b1a2e;color:#e6edf5;
 display:flex;align-items:center;justify-content:center;min-height:100vh}
-form{background:#12263f;padding:2.5rem 3rem;border-radius:8px;min-width:22rem;box-shadow:0 0 30px #0008}
+form{background:#12263f;padding:2.5rem 3rem;border-radius:8px;min-width:22rem;font-size:1rem;box-shadow:0 0 30px #0008}
 h1{font-size:1.4rem;margin:0 0 1.5rem}label{display:block;margin:.9rem 0 .3rem;color:#9fb3c8}
 input{width:100%;box-sizing:border-box;padding:.6rem;border-radius:4px;border:1px solid #2f4a6b;
 background:#0b1a2e;color:#e6edf5;font-size:1rem}button{margin-top:1.5rem;width:100%;padding:.7rem;
