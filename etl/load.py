@@ -107,10 +107,14 @@ def load_file(
                 say(f"writing {len(prepared.frame):,} rows")
                 counts = write_prepared(conn, prepared)
             duration = time.perf_counter() - started
-            run_id = _log_run(conn, kind, path, prepared, counts, duration, sha256.result())
+            warnings = prepared.warnings + _kept_warning(kind, counts)
+            run_id = _log_run(
+                conn, kind, path, prepared, counts, duration, sha256.result(), warnings
+            )
     say(
         f"done in {duration:.1f} s: {counts.inserted:,} new, {counts.updated:,} updated, "
-        f"{counts.unchanged:,} unchanged, {len(prepared.rejects):,} rejected"
+        f"{counts.unchanged:,} unchanged, {counts.kept:,} kept, "
+        f"{len(prepared.rejects):,} rejected"
     )
     return LoadResult(
         kind,
@@ -118,10 +122,25 @@ def load_file(
         prepared.total,
         counts,
         len(prepared.rejects),
-        prepared.warnings,
+        warnings,
         run_id,
         duration,
     )
+
+
+def _kept_warning(kind: str, counts: Counts) -> list[str]:
+    if not counts.kept:
+        return []
+    more = (
+        f" and {counts.kept - len(counts.kept_codes)} more"
+        if counts.kept > len(counts.kept_codes)
+        else ""
+    )
+    return [
+        f"{counts.kept} {kind} already in the workflow were left unchanged (a load does not "
+        f"change a case someone has acted on; use its workflow actions): "
+        f"{', '.join(counts.kept_codes)}{more}"
+    ]
 
 
 # Kinds whose checks are all row by row (and duplicate codes, tracked across slices): a large
@@ -203,6 +222,7 @@ def _log_run(
     counts: Counts,
     duration: float,
     sha256: str,
+    warnings: list[str],
 ) -> int:
     sql = text("""
         INSERT INTO etl_runs (kind, path, sha256, finished_at, duration_s, loaded, updated, unchanged,
@@ -217,7 +237,7 @@ def _log_run(
         "upd": counts.updated,
         "same": counts.unchanged,
         "rej": len(prepared.rejects),
-        "msg": "; ".join(prepared.warnings)[:4000] or None,
+        "msg": "; ".join(warnings)[:4000] or None,
     }
     return int(conn.execute(sql, params).scalar_one())
 
@@ -248,7 +268,8 @@ def _cmd_load(args: argparse.Namespace) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     print(
         f"{result.kind}: {result.counts.inserted} inserted, {result.counts.updated} updated, "
-        f"{result.counts.unchanged} unchanged, {result.rejected} rejected (run {result.run_id})"
+        f"{result.counts.unchanged} unchanged, {result.counts.kept} kept, "
+        f"{result.rejected} rejected (run {result.run_id})"
     )
     return 0
 

@@ -2,7 +2,9 @@
 go as Arrow in PostgreSQL's binary COPY format (``write_arrow``), straight into an empty table.
 
 Unchanged rows are left alone (``IS DISTINCT FROM``), so loading the same file twice changes
-nothing, and a changed file updates by code.
+nothing, and a changed file updates by code. Rows the workflow owns (:data:`KEEP_STORED`: an event
+someone has acted on) are never overwritten by a load: they are left as they are and counted as
+``kept`` with their codes, so the caller can say which ones to change through the workflow.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import itertools
 import struct
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import geopandas as gpd
 import numpy as np
@@ -34,12 +36,27 @@ class Counts:
     inserted: int = 0
     updated: int = 0
     unchanged: int = 0
+    kept: int = 0  # rows the file would change but that a load may not (KEEP_STORED)
+    kept_codes: list[str] = field(default_factory=list)  # their codes, the first KEPT_LISTED
 
     def __iadd__(self, other: Counts) -> Counts:
         self.inserted += other.inserted
         self.updated += other.updated
         self.unchanged += other.unchanged
+        self.kept += other.kept
+        self.kept_codes = (self.kept_codes + other.kept_codes)[:KEPT_LISTED]
         return self
+
+
+# Per table: when a stored row must not be overwritten by a load (SQL over the stored row ``t``
+# and the incoming row ``{new}``). An event is the workflow's once anyone has acted on it
+# (status past ``reported``, or a version past the report's, e.g. an escalation), and a load
+# may not move a fresh report through the workflow either: every such change goes through
+# ``etl.incidents.act``, which checks it, writes the history and bumps the version.
+KEEP_STORED = {
+    "events": "t.status <> 'reported' OR t.version > 1 OR t.status IS DISTINCT FROM {new}.status",
+}
+KEPT_LISTED = 100
 
 
 def _pg_array(values: object) -> str | None:
@@ -178,17 +195,57 @@ def _planned_upsert(
     """``_upsert`` with the batch's bulk plan already made (None: not a bulk batch)."""
     if plan is not None:
         with plan:
-            return _bulk_upsert(conn, table, cols, select_sql, conflict, n, plan.existing)
+            counts = _bulk_upsert(conn, table, cols, select_sql, conflict, n, plan.existing)
+    else:
+        counts = _conflict_upsert(conn, table, cols, select_sql, conflict, n)
+    if table in KEEP_STORED and counts.inserted + counts.updated < n:
+        kept = _kept(conn, table, cols, select_sql, conflict)
+        counts.kept, counts.unchanged = len(kept), counts.unchanged - len(kept)
+        counts.kept_codes = kept[:KEPT_LISTED]
+    return counts
+
+
+def _conflict_upsert(
+    conn: Connection, table: str, cols: list[str], select_sql: str, conflict: str, n: int
+) -> Counts:
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols if c != "code")
     sql = f"""
         WITH up AS (
             INSERT INTO {table} AS t ({", ".join(cols)}) {select_sql}
-            ON CONFLICT {conflict} DO UPDATE SET {updates} WHERE {_changed(cols, "EXCLUDED")}
+            ON CONFLICT {conflict} DO UPDATE SET {updates}
+            WHERE {_changed(cols, "EXCLUDED")}{_unless_kept(table, "EXCLUDED")}
             RETURNING (xmax = 0) AS inserted)
         SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up
     """
     ins, upd = conn.execute(text(sql)).one()
     return Counts(ins, upd, n - ins - upd)
+
+
+def _unless_kept(table: str, new: str) -> str:
+    """SQL appended to an upsert's update condition: ``AND NOT (…)`` of :data:`KEEP_STORED`."""
+    keep = KEEP_STORED.get(table)
+    return f" AND NOT ({keep.format(new=new)})" if keep else ""
+
+
+def _key_match(conflict: str) -> tuple[list[str], str]:
+    """The key columns of ``conflict`` and SQL matching stored row ``t`` to incoming row ``s``."""
+    keys, _, where = conflict.strip().partition(")")
+    key_cols = [k.strip() for k in keys.strip("( ").split(",")]
+    partial = f" AND t.{where.strip().removeprefix('WHERE').strip()}" if where.strip() else ""
+    return key_cols, " AND ".join(f"t.{k} = s.{k}" for k in key_cols) + partial
+
+
+def _kept(
+    conn: Connection, table: str, cols: list[str], select_sql: str, conflict: str
+) -> list[str]:
+    """Codes of stored rows the batch would have changed but that were kept (after the write:
+    a row updated by it now equals its incoming row, so only kept rows still differ)."""
+    _, match = _key_match(conflict)
+    keep = KEEP_STORED[table].format(new="s")
+    sql = f"""WITH s ({", ".join(cols)}) AS ({select_sql})
+              SELECT t.code FROM {table} t JOIN s ON {match}
+              WHERE ({keep}) AND {_changed(cols, "s")} ORDER BY t.code"""
+    return list(conn.execute(text(sql)).scalars())
 
 
 def _changed(cols: list[str], new: str) -> str:
@@ -210,17 +267,15 @@ def _bulk_upsert(
 ) -> Counts:
     """The same upsert as two plain statements (no unique index needed: the table is locked and
     the batch has no duplicate keys): changed rows updated, then rows with new keys inserted."""
-    keys, _, where = conflict.strip().partition(")")
-    key_cols = [k.strip() for k in keys.strip("( ").split(",")]
-    partial = f" AND t.{where.strip().removeprefix('WHERE').strip()}" if where.strip() else ""
-    match = " AND ".join(f"t.{k} = s.{k}" for k in key_cols) + partial
+    key_cols, match = _key_match(conflict)
     source = f"WITH s ({', '.join(cols)}) AS ({select_sql})"
     updated = 0
     if existing:
         sets = ", ".join(f"{c} = s.{c}" for c in cols if c not in key_cols)
         updated = conn.execute(
             text(
-                f"{source} UPDATE {table} t SET {sets} FROM s WHERE {match} AND {_changed(cols, 's')}"
+                f"{source} UPDATE {table} t SET {sets} FROM s WHERE {match} "
+                f"AND {_changed(cols, 's')}{_unless_kept(table, 's')}"
             )
         ).rowcount
     new = f"WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {match})" if existing else ""
