@@ -15,6 +15,10 @@ class CRSMissingError(LoadError):
     """The file states no CRS and none was given with --crs."""
 
 
+class CRSInvalidError(LoadError):
+    """The CRS given with --crs is not one we can convert from."""
+
+
 class ValidationFailed(LoadError):
     """One or more rows failed validation."""
 

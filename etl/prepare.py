@@ -14,22 +14,30 @@ import pandas as pd
 import pyarrow as pa
 import shapely
 from pyproj import CRS
+from pyproj.exceptions import CRSError as PyprojCRSError
 
 from etl import validate
-from etl.errors import CRSMissingError, LoadError
+from etl.errors import CRSInvalidError, CRSMissingError, LoadError
+from etl.models import Event
 from etl.readers import Source
 from etl.reference import Reference
 from etl.schema import (
     CHANNEL_VALUES,
+    DESCRIPTION_MAX,
+    EARLIEST,
     KIND_VALUES,
+    LATEST_LOADED,
     LEVEL_BY_CODE_LENGTH,
     PATROL_KINDS,
     RESPONDER_TYPES,
     ROAD_SPEEDS,
     ROLE_VALUES,
     SCHEMAS,
+    code_pattern,
+    max_length,
     resolve_columns,
 )
+from geo import workflow as wf
 from geo.coords import CRSError, to_storage_crs
 
 TZ = "Asia/Shanghai"
@@ -172,13 +180,16 @@ def _geometry(
     gdf = gpd.GeoDataFrame(frame, geometry=raw.geometry.to_numpy(), crs=stated)
     geoms, problems = validate.check_geometry(gdf.geometry, expected)
     gdf = gdf.set_geometry(geoms)
-    source_crs = CRS.from_user_input(crs) if crs and crs.isdigit() else crs
+    try:
+        source_crs = CRS.from_user_input(int(crs)) if crs and crs.isdigit() else crs
+    except PyprojCRSError:
+        raise CRSInvalidError(f"{source.path}: {crs!r} is not an EPSG code we know") from None
     geographic = _is_geographic(stated if crs is None else source_crs)
     problems += validate.check_coordinates(gdf.geometry, geographic=geographic)
     try:
         gdf = to_storage_crs(gdf, source_crs=source_crs)
     except CRSError as exc:
-        raise LoadError(f"{source.path}: {exc}") from None
+        raise (CRSInvalidError if crs else LoadError)(f"{source.path}: {exc}") from None
     return gdf, problems
 
 
@@ -388,7 +399,41 @@ def _events(frame: gpd.GeoDataFrame, ref: Reference, *, level: str | None):  # n
     problems += _outside_territory(frame, ref)
     frame["status"] = frame["status"].fillna("reported") if "status" in frame else "reported"
     frame["description"] = frame.get("description")
+    problems += _event_rules(frame)
     return frame, problems, []
+
+
+EVENT_CODE = code_pattern(max_length(Event, "code"))
+STATUSES = [s.value for s in wf.Status]
+
+
+def _event_rules(frame: gpd.GeoDataFrame) -> list[validate.Problem]:
+    """What the database would refuse halfway through the COPY (a code longer than its column,
+    a NUL byte, a priority beyond smallint) or take silently (a status the workflow does not
+    know, a code no URL can address, a date in year 1): each bad row named with its reason."""
+    codes = frame["code"].astype("string")
+    checks = [
+        (codes.notna() & ~codes.str.fullmatch(EVENT_CODE).fillna(False),
+         f"code must match {EVENT_CODE} (letters, digits, '.', '_', '-'; no spaces or '/')"),
+        (~frame["status"].isin(STATUSES), f"status must be one of {STATUSES}"),
+        (~frame["handling_level"].isin(wf.DEFAULT_LADDER),
+         f"handling_level must be one of {list(wf.DEFAULT_LADDER)}"),
+    ]  # fmt: skip
+    for col in ("priority", "satisfaction"):
+        if col in frame:
+            checks.append((frame[col].notna() & ~frame[col].between(1, 5), f"{col} must be 1-5"))
+    text = frame["description"].astype("string")
+    checks += [
+        (text.str.len().gt(DESCRIPTION_MAX).fillna(False),
+         f"description is longer than {DESCRIPTION_MAX} characters"),
+        (text.str.contains("\x00", regex=False).fillna(False), "description holds a NUL byte"),
+    ]  # fmt: skip
+    for col in ("reported_at", "dispatched_at", "handled_at", "closed_at", "due_at"):
+        if col in frame:
+            times = frame[col]
+            outside = times.notna() & ((times < EARLIEST) | (times >= LATEST_LOADED))
+            checks.append((outside, f"{col} lies outside {EARLIEST:%Y} to {LATEST_LOADED:%Y}"))
+    return [(int(i), why) for mask, why in checks for i in np.flatnonzero(mask.to_numpy(bool))]
 
 
 def _outside_territory(frame: gpd.GeoDataFrame, ref: Reference) -> list[validate.Problem]:

@@ -282,6 +282,8 @@ def _read_csv(path: Path, *, encoding: str | None) -> Source:
         raise FileFormatError(
             f"{path}: cannot decode as {enc} ({_short(exc)}); try --encoding"
         ) from None
+    except pd.errors.EmptyDataError:
+        raise FileFormatError(f"{path}: the file is empty (no header row)") from None
     except pd.errors.ParserError as exc:
         raise FileFormatError(f"{path}: malformed CSV ({_short(exc)})") from None
     return Source(frame=_with_geometry(frame, path), stated_crs=None, encoding=enc, path=path)

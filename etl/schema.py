@@ -7,6 +7,8 @@ target=source`` overrides. Values are normalised (roles, kinds, channels) to the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 KINDS = ("units", "buildings", "events", "staff", "responders", "patrols", "roads")
 
@@ -209,6 +211,28 @@ ROAD_SPEEDS = {
     "living_street": 15,
 }
 LEVEL_BY_CODE_LENGTH = {6: "county", 9: "township", 12: "community", 15: "grid", 18: "microgrid"}
+
+# Values every way in (a loaded file, the API) must respect. Times: an event, check-in or fix
+# before 2000 is a typo (a year 1, a Unix epoch 0), not history this product holds.
+EARLIEST = datetime(2000, 1, 1, tzinfo=ZoneInfo("Asia/Shanghai"))
+LATEST_LOADED = datetime(2100, 1, 1, tzinfo=ZoneInfo("Asia/Shanghai"))
+DESCRIPTION_MAX = 4000  # characters of an event's description
+NOTE_MAX = 2000  # characters of a reason or note in the history
+
+
+def code_pattern(max_length: int) -> str:
+    """Codes a URL can address as one path segment: letters, digits, ``.``, ``_`` and ``-``,
+    starting with a letter or digit (no spaces, no ``/``), at most ``max_length`` long."""
+    return rf"^[A-Za-z0-9][A-Za-z0-9._-]{{0,{max_length - 1}}}$"
+
+
+def max_length(model: type, column: str) -> int:
+    """The declared length of a varchar column of a model in ``etl.models`` (the database is
+    where a length is decided; validation reads it from there)."""
+    length = getattr(model.__table__.c[column].type, "length", None)  # type: ignore[attr-defined]
+    if not isinstance(length, int):
+        raise TypeError(f"{model.__name__}.{column} has no declared length")
+    return length
 
 
 def resolve_columns(columns: list[str], kind: str, overrides: dict[str, str]) -> dict[str, str]:
