@@ -310,7 +310,7 @@ class _Api:
             out = inc.act(conn, code, body.get("action", ""), actor, calendar=self.calendar,
                           at=self.clock(), **kw)  # fmt: skip
             if responder is not None:
-                out["assignment"] = self._assign(conn, code, responder, actor)
+                out["assignment"] = self._assign(conn, code, responder, actor, False)
         return _json(out)
 
     def get_candidates(self, code: str) -> flask.Response:
@@ -332,13 +332,21 @@ class _Api:
     def post_dispatch(self, code: str) -> flask.Response:
         body = self._obj()
         actor = self._actor(body)
+        reinforcement = body.get("reinforcement", False)
+        if not isinstance(reinforcement, bool):
+            raise inc.InvalidReport([("reinforcement", "must be true or false")])
         with transaction(self.engine) as conn:
-            out = self._assign(conn, code, body.get("responder"), actor)
+            out = self._assign(conn, code, body.get("responder"), actor, reinforcement)
         return _json(out, 201)
 
-    def _assign(self, conn: Connection, code: str, responder: Any, actor: wf.Actor) -> dict:
+    def _assign(
+        self, conn: Connection, code: str, responder: Any, actor: wf.Actor, reinforcement: bool
+    ) -> dict:
         if responder is not None and not isinstance(responder, str):
             raise inc.InvalidReport([("responder", "must be a responder code")])
+        # lock the case before choosing: a second dispatcher waits here, then sees the first's
+        # responder and is refused, instead of picking the next fastest
+        inc.lock_for_dispatch(conn, code, reinforcement=reinforcement)
         ranked = self._ranked(conn, code, None if responder is None else [], 100)
         if responder is None and not ranked:
             raise inc.ResponderUnavailable(f"no available responder suits event {code}")
@@ -349,8 +357,9 @@ class _Api:
         )
         chosen = str(responder) if pick is None else pick.code
         return inc.assign_responder(
-            conn, code, chosen, actor=actor.name, at=self.clock(),
-            eta_s=pick.eta_s if pick else None, distance_m=pick.distance_m if pick else None,
+            conn, code, chosen, actor=actor, at=self.clock(), calendar=self.calendar,
+            reinforcement=reinforcement, eta_s=pick.eta_s if pick else None,
+            distance_m=pick.distance_m if pick else None,
             method=pick.method if pick else "unranked",
         )  # fmt: skip
 

@@ -59,6 +59,10 @@ class ResponderUnavailable(IncidentError):
     """The responder is busy, off duty or unknown to the event's dispatch."""
 
 
+class AlreadyAssigned(ResponderUnavailable):
+    """The event already has a responder, and the caller did not ask for reinforcement."""
+
+
 class InvalidReport(IncidentError):
     """A report or action request with field-level problems: ``errors`` = [(field, reason)]."""
 
@@ -353,18 +357,37 @@ def act(
     :class:`geo.workflow.WorkflowError` (illegal, missing reason, …) or :class:`InvalidReport`.
     """
     row = _locked(conn, code, version)
-    action_ = _action(action)
+    return _apply(
+        conn, row, _action(action), actor, calendar=calendar, reason=reason,
+        satisfaction=satisfaction, to_level=to_level, extend_by=extend_by, at=at,
+    )  # fmt: skip
+
+
+def _apply(
+    conn: Connection,
+    row: Any,
+    action: wf.Action,
+    actor: wf.Actor,
+    *,
+    calendar: WorkCalendar,
+    reason: str | None = None,
+    satisfaction: int | None = None,
+    to_level: str | None = None,
+    extend_by: float | None = None,
+    at: datetime | None = None,
+) -> dict[str, Any]:
+    """:func:`act` on an event row already locked by ``_locked``."""
     at = at or datetime.now(ZoneInfo(calendar.tz))
     new, step = wf.apply(
-        state_of(row), action_, actor, at=at, reason=reason, satisfaction=satisfaction,
+        state_of(row), action, actor, at=at, reason=reason, satisfaction=satisfaction,
         to_level=to_level, ladder=LADDER,
     )  # fmt: skip
-    extension = _extension(row, action_, extend_by)
+    extension = _extension(row, action, extend_by)
     due = _due(conn, row, step, new, calendar, extension)
     _write(conn, row, new, step, due, extension)
     if new.status in RELEASING:
         release_responders(conn, row.id, at=at)
-    return {"id": row.id, "code": code, "status": new.status.value, "version": new.version,
+    return {"id": row.id, "code": row.code, "status": new.status.value, "version": new.version,
             "handling_level": new.handling_level, "due_at": due}  # fmt: skip
 
 
@@ -380,15 +403,19 @@ def _locked(conn: Connection, code: str, version: int | None) -> Any:
     return row
 
 
+_NOT_ACTED = (wf.Action.REPORT, wf.Action.REINFORCE)
+ACTIONS: tuple[str, ...] = tuple(a.value for a in wf.Action if a not in _NOT_ACTED)
+"""What :func:`act` takes: a report is made by :func:`report`, a reinforcement is recorded by
+:func:`assign_responder` together with the responder it sends."""
+
+
 def _action(action: str) -> wf.Action:
-    try:
-        parsed = wf.Action(action)
-    except ValueError:
-        parsed = None
-    if parsed is None or parsed is wf.Action.REPORT:
-        names = [a.value for a in wf.Action if a is not wf.Action.REPORT]
-        raise InvalidReport([("action", f"unknown action {action!r}; one of {names}")])
-    return parsed
+    if action not in ACTIONS:
+        hint = "; send reinforcement through dispatch" if action == wf.Action.REINFORCE else ""
+        raise InvalidReport(
+            [("action", f"unknown action {action!r}; one of {list(ACTIONS)}{hint}")]
+        )
+    return wf.Action(action)
 
 
 def _extension(row: Any, action: wf.Action, extend_by: float | None) -> Decimal:
@@ -511,27 +538,58 @@ def replay_event(conn: Connection, code: str) -> wf.EventState:
 # --- responders ------------------------------------------------------------------------------
 
 
-def assign_responder(
-    conn: Connection,
-    code: str,
-    responder_code: str,
-    *,
-    actor: str,
-    at: datetime,
-    eta_s: float | None = None,
-    distance_m: float | None = None,
-    method: str = "straight_line",
-) -> dict[str, Any]:
-    """Send an available responder to a dispatched event: responder busy, events.responder_id."""
-    event = conn.execute(
-        text("SELECT id, status FROM events WHERE code = :c FOR UPDATE"), {"c": code}
-    ).one_or_none()
+_DISPATCH_LOCK_SQL = text("""
+    SELECT e.id, e.status, (SELECT r.code FROM dispatch_assignments a
+                            JOIN responders r ON r.id = a.responder_id
+                            WHERE a.event_id = e.id AND a.released_at IS NULL
+                            ORDER BY a.assigned_at, a.id LIMIT 1) AS responder
+    FROM events e WHERE e.code = :c FOR UPDATE OF e""")
+
+
+def lock_for_dispatch(conn: Connection, code: str, *, reinforcement: bool = False) -> Any:
+    """Lock event ``code`` (``SELECT … FOR UPDATE``, held to the end of the transaction) and
+    check that a responder may be sent now: the case is dispatched or in progress, and has no
+    responder yet unless this is ``reinforcement``. A caller that picks the responder (the
+    fastest available) takes this lock first, so two dispatchers of one case cannot both pick.
+
+    Raises :class:`NotFound`, :class:`ResponderUnavailable` or :class:`AlreadyAssigned`.
+    """
+    event = conn.execute(_DISPATCH_LOCK_SQL, {"c": code}).one_or_none()
     if event is None:
         raise NotFound(f"no event with code {code!r}")
     if event.status not in ("dispatched", "in_progress"):
         raise ResponderUnavailable(
             f"event {code} is {event.status!r}; dispatch it before sending a responder"
         )
+    if event.responder is not None and not reinforcement:
+        raise AlreadyAssigned(
+            f"event {code} already has responder {event.responder}; send another only as "
+            "reinforcement (reinforcement: true)"
+        )
+    return event
+
+
+def assign_responder(
+    conn: Connection,
+    code: str,
+    responder_code: str,
+    *,
+    actor: wf.Actor,
+    at: datetime,
+    calendar: WorkCalendar,
+    reinforcement: bool = False,
+    eta_s: float | None = None,
+    distance_m: float | None = None,
+    method: str = "straight_line",
+) -> dict[str, Any]:
+    """Send an available responder to a dispatched event: responder busy, events.responder_id.
+
+    A second responder only with ``reinforcement``: recorded as the workflow step
+    ``reinforce`` (history row naming the responder, version bumped). Raises as
+    :func:`lock_for_dispatch`, and :class:`NotFound` or :class:`ResponderUnavailable` for the
+    responder.
+    """
+    event = lock_for_dispatch(conn, code, reinforcement=reinforcement)
     resp = conn.execute(
         text("SELECT id, status FROM responders WHERE code = :c FOR UPDATE"), {"c": responder_code}
     ).one_or_none()
@@ -539,17 +597,25 @@ def assign_responder(
         raise NotFound(f"no responder with code {responder_code!r}")
     if resp.status != "available":
         raise ResponderUnavailable(f"responder {responder_code} is {resp.status!r}")
+    out: dict[str, Any] = {"event": code, "responder": responder_code, "eta_s": eta_s,
+                           "method": method, "reinforcement": event.responder is not None}  # fmt: skip
+    if event.responder is not None:
+        row = _locked(conn, code, None)
+        note = f"reinforcement: responder {responder_code} joins {event.responder}"
+        out["version"] = _apply(conn, row, wf.Action.REINFORCE, actor, calendar=calendar,
+                                reason=note, at=at)["version"]  # fmt: skip
     conn.execute(text("UPDATE responders SET status = 'busy' WHERE id = :r"), {"r": resp.id})
-    conn.execute(
-        text("UPDATE events SET responder_id = :r WHERE id = :e"), {"r": resp.id, "e": event.id}
+    conn.execute(  # the case records its lead responder; reinforcements are in its assignments
+        text("UPDATE events SET responder_id = :r WHERE id = :e AND responder_id IS NULL"),
+        {"r": resp.id, "e": event.id},
     )
     conn.execute(text("""
         INSERT INTO dispatch_assignments (event_id, responder_id, assigned_at, actor, eta_s,
                                           distance_m, method)
         VALUES (:e, :r, :at, :actor, :eta, :dist, :method)"""),
-        {"e": event.id, "r": resp.id, "at": at, "actor": actor, "eta": eta_s,
+        {"e": event.id, "r": resp.id, "at": at, "actor": actor.name, "eta": eta_s,
          "dist": distance_m, "method": method})  # fmt: skip
-    return {"event": code, "responder": responder_code, "eta_s": eta_s, "method": method}
+    return out
 
 
 def release_responders(conn: Connection, event_id: int, *, at: datetime) -> int:

@@ -49,7 +49,12 @@ reactivate           backlog                  dispatched           above_or_top
 escalate             reported, verified       (same)               handler_or_above  yes
 escalate             filed, dispatched,       filed                handler_or_above  yes
                      in_progress, backlog
+reinforce            dispatched, in_progress  (same)               handler_or_above
 ===================  =======================  ===================  ================  ======
+
+``reinforce`` 增援 records that a further responder was sent to a case that already has one
+(the database layer takes it only together with that responder, see
+``etl.incidents.assign_responder``); it changes nothing but the version and the history.
 
 Level changes: ``dispatch`` may hand the case to any level at or below the dispatcher's
 (``to_level``, default: stays where it is) and remembers the dispatcher's level; ``return``
@@ -145,6 +150,7 @@ class Action(StrEnum):
     BACKLOG = "backlog"  # 挂账
     REACTIVATE = "reactivate"  # 恢复办理
     ESCALATE = "escalate"  # 上报上级
+    REINFORCE = "reinforce"  # 增援 (a further responder)
 
 
 class Who(StrEnum):
@@ -276,6 +282,8 @@ RULES: tuple[Rule, ...] = tuple(
         *_rule(_A.ESCALATE, [_S.REPORTED], _S.REPORTED, _W.HANDLER_OR_ABOVE, True),
         *_rule(_A.ESCALATE, [_S.VERIFIED], _S.VERIFIED, _W.HANDLER_OR_ABOVE, True),
         *_rule(_A.ESCALATE, [*_WORKING, _S.FILED, _S.BACKLOG], _S.FILED, _W.HANDLER_OR_ABOVE, True),
+        *_rule(_A.REINFORCE, [_S.DISPATCHED], _S.DISPATCHED, _W.HANDLER_OR_ABOVE),
+        *_rule(_A.REINFORCE, [_S.IN_PROGRESS], _S.IN_PROGRESS, _W.HANDLER_OR_ABOVE),
     ]
 )
 _TABLE: dict[tuple[Action, Status], Rule] = {(r.action, r.from_status): r for r in RULES}

@@ -137,8 +137,9 @@ ACTORS = st.builds(wf.Actor, st.sampled_from(inc.LADDER), st.just("staff"), st.s
 def _draw_step(data: st.DataObject, model: wf.EventState) -> tuple:
     """Mostly a legal action of the drawn actor (to reach deep states), sometimes any action."""
     actor = data.draw(ACTORS)
-    legal = sorted(wf.allowed_actions(model, actor))
-    anything = [a for a in wf.Action if a is not wf.Action.REPORT]
+    # what inc.act takes: not report (inc.report) nor reinforce (inc.assign_responder)
+    legal = sorted(a for a in wf.allowed_actions(model, actor) if a in inc.ACTIONS)
+    anything = [wf.Action(a) for a in inc.ACTIONS]
     pool = legal if legal and data.draw(st.integers(0, 3)) else anything
     action = data.draw(st.sampled_from(pool))
     reason = data.draw(st.sampled_from([None, "because", "because", "because"]))
