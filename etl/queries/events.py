@@ -26,7 +26,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
-from etl.incidents import LADDER, history, state_of
+from etl.incidents import ACTIONS, LADDER, history, state_of
 from etl.queries import Scope
 from geo import workflow as wf
 from geo.workcalendar import WorkCalendar
@@ -212,12 +212,12 @@ def _step_dict(t: wf.Transition) -> dict[str, Any]:
 
 
 def allowed_for(state: wf.EventState, level: str, role: str = "staff") -> list[str]:
-    """The actions someone at ``level`` may take now (sorted, for buttons)."""
+    """The actions someone at ``level`` may take now with ``etl.incidents.act`` (sorted, for
+    buttons; a reinforcement is sent through dispatch, with its responder)."""
     if level not in LADDER:
         return []
-    return sorted(
-        a.value for a in wf.allowed_actions(state, wf.Actor(level, role, ""), ladder=LADDER)
-    )
+    allowed = wf.allowed_actions(state, wf.Actor(level, role, ""), ladder=LADDER)
+    return sorted(a.value for a in allowed if a in ACTIONS)
 
 
 def responder_board(bind: Bind, scope: Scope) -> list[dict[str, Any]]:
