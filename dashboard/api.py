@@ -27,14 +27,17 @@ import orjson
 from sqlalchemy import Connection, Engine
 from werkzeug.exceptions import HTTPException
 
+from dashboard.auth import current_principal, current_scope
+from dashboard.personal import protect, protect_one
 from etl import incidents as inc
 from etl import routing
 from etl.db import transaction
 from etl.deadlines import work_calendar
 from etl.errors import CRSMissingError, LoadError, ValidationFailed
 from etl.load import load_file
-from etl.queries import WHOLE_TERRITORY
+from etl.queries import WHOLE_TERRITORY, Scope
 from etl.queries import events as q
+from etl.queries.screen import unit_ref
 from etl.settings import Settings
 from geo import workflow as wf
 
@@ -134,7 +137,6 @@ class _Api:
         self.clock = clock or (lambda: datetime.now(self.tz))
         self.calendar = work_calendar(settings)
         self.categories = _Categories(engine)
-        self.scope = WHOLE_TERRITORY  # accounts and their scopes are not built yet
 
     def routes(self) -> list[tuple[str, Callable, list[str]]]:
         return [
@@ -192,7 +194,33 @@ class _Api:
             raise ApiError(422, f"{name} must be an integer 0-{hi}", [(name, f"integer 0-{hi}")])
         return int(value)
 
+    @property
+    def scope(self) -> Scope:
+        """The caller's jurisdiction (the whole territory only for a bare blueprint in tests)."""
+        return current_scope() if current_principal() is not None else WHOLE_TERRITORY
+
     def _actor(self, body: dict[str, Any]) -> wf.Actor:
+        """Who acts: the logged-in user or token, at their unit's level or below, never above."""
+        who = current_principal()
+        if who is not None:
+            body = {**body, "actor": body.get("actor") or who.name}
+            body.setdefault("actor_level", self._own_level(who))
+        actor = self._actor_from_body(body)
+        if who is None:
+            return actor
+        own = self._own_level(who)
+        ladder = list(inc.LADDER)
+        if own is None or ladder.index(actor.level) > ladder.index(own):
+            raise ApiError(403, f"{who.name} acts at level {own} or below, not {actor.level}",
+                           [("actor_level", f"at most {own}")])  # fmt: skip
+        named = actor.name if actor.name == who.name else f"{who.name} ({actor.name[:24]})"
+        return wf.Actor(actor.level, actor.role, named)
+
+    def _own_level(self, who: Any) -> str | None:
+        ref = unit_ref(self.engine, self.scope, who.unit_code)
+        return ref.level if ref is not None and ref.level in inc.LADDER else None
+
+    def _actor_from_body(self, body: dict[str, Any]) -> wf.Actor:
         errors = []
         name, level = body.get("actor"), body.get("actor_level")
         role = body.get("actor_role", "staff")
@@ -289,6 +317,7 @@ class _Api:
             text_query=a.get("q"), limit=self._int_arg("limit", 100, 1000),
             offset=self._int_arg("offset", 0, 10**9),
         )  # fmt: skip
+        rows = protect(self.engine, rows, what="api events")
         return _json([self._event_out(r) for r in rows])
 
     def get_event(self, code: str) -> flask.Response:
@@ -297,7 +326,7 @@ class _Api:
             raise inc.NotFound(f"no event with code {code!r}")
         level = flask.request.args.get("actor_level")
         card["allowed_actions"] = q.allowed_for(card["state"], level) if level else None
-        return _json(self._event_out(card))
+        return _json(self._event_out(protect_one(self.engine, card, what=f"api event {code}")))
 
     # -- workflow -------------------------------------------------------------------------------
 
@@ -449,14 +478,14 @@ class _Api:
             for r in rows
             if (not ids or r["code"] in ids) and (end is None or r["reported_at"] <= end)
         ]
-        out = [_o311_request(r) for r in rows]
+        out = [_o311_request(r) for r in protect(self.engine, rows, what="open311 requests")]
         return _json([r for r in out if status is None or r["status"] == status])
 
     def o311_request(self, rid: str) -> flask.Response:
         card = q.event_card(self.engine, self.scope, rid, now=self.clock(), calendar=self.calendar)
         if card is None:
             return _o311_error(404, f"service_request_id {rid} not found")
-        return _json([_o311_request(card)])
+        return _json([_o311_request(protect_one(self.engine, card, what=f"open311 {rid}"))])
 
 
 def _action_kwargs(body: dict[str, Any]) -> dict[str, Any]:

@@ -275,3 +275,29 @@ def test_the_readme_shows_the_permission_table() -> None:
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     assert permission_table_markdown() in readme
+
+
+def test_personal_data_is_masked_or_audited(
+    clients: dict, places: dict, demo_engine: Engine
+) -> None:
+    from etl.privacy import mask_name
+
+    code = places["our_event"]
+    full = clients[Role.COMMANDER].get(f"/api/v1/events/{code}").get_json()
+    masked = clients[Role.ANALYST].get(f"/api/v1/events/{code}").get_json()
+    reporter = next(s["actor"] for s in full["history"] if s["action"] == "report")
+    shown = next(s["actor"] for s in masked["history"] if s["action"] == "report")
+    assert len(reporter) > 1 and shown == mask_name(reporter) != reporter
+    with demo_engine.connect() as conn:
+        audited = conn.execute(text("SELECT count(*) FROM audit_log WHERE action = 'view_personal' "
+                                    "AND target = :t"), {"t": f"api event {code}"}).scalar()  # fmt: skip
+    assert audited >= 1
+
+
+def test_nobody_acts_above_their_own_level(clients: dict, places: dict) -> None:
+    client = clients[Role.GRID_WORKER]  # bound to a township: may not act as the county
+    resp = client.post(f"/api/v1/events/{places['our_event']}/actions",
+                       json={"action": "verify", "actor_level": "county"},
+                       headers={"Origin": "http://localhost", "X-CSRFToken": _csrf(client)})  # fmt: skip
+    assert resp.status_code == 403
+    assert resp.get_json()["error"]["fields"][0]["field"] == "actor_level"
