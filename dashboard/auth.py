@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 import flask
 import orjson
 from sqlalchemy import Engine
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from etl import accounts
 from etl.access import Perm, allowed
@@ -166,7 +167,7 @@ def install(
     )
 
     @server.before_request
-    def guard() -> flask.Response | None:
+    def guard() -> flask.Response | WerkzeugResponse | None:
         try:
             _guard(engine, settings, clock)
         except Denied as exc:
@@ -314,7 +315,7 @@ def _wants_json(request: flask.Request) -> bool:
     )
 
 
-def _refusal(exc: Denied) -> flask.Response:
+def _refusal(exc: Denied) -> flask.Response | WerkzeugResponse:
     request = flask.request
     if exc.status == 401 and not _wants_json(request):
         target = request.full_path.rstrip("?")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 from html import escape
+from typing import Any
 
 import flask
 from flask_limiter import Limiter
@@ -103,7 +104,7 @@ def make_blueprint(
 
     @bp.route("/login", methods=["GET", "POST"])
     @limiter.limit(LOGIN_LIMIT, methods=["POST"], error_message=TEXT["limited"][1])
-    def login() -> object:
+    def login() -> Any:
         if flask.request.method == "GET":
             return login_form()
         name = flask.request.form.get("name", "")[:64]
@@ -115,7 +116,8 @@ def make_blueprint(
             except accounts.LoginRefused:
                 accounts.audit(conn, name or "?", "login_failed", name, ip=ip)
                 who = None
-            else:
+        if who is not None:
+            with transaction(engine) as conn:
                 accounts.audit(conn, who, "login", name, ip=ip)
         if who is None:
             return login_form(_t("refused"), 401)
@@ -126,7 +128,7 @@ def make_blueprint(
         return flask.redirect(_safe_next(flask.request.args.get("next")))
 
     @bp.route("/logout", methods=["POST"])
-    def logout() -> object:
+    def logout() -> Any:
         who = current_principal()
         if who is not None and who.user_id is not None:
             with transaction(engine) as conn:
@@ -137,7 +139,7 @@ def make_blueprint(
         return response
 
     @bp.route("/account/password", methods=["GET", "POST"])
-    def change_password() -> object:
+    def change_password() -> Any:
         who = current_principal()
         if who is None or who.user_id is None:
             flask.abort(403)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import flask
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from dashboard.auth import current_principal
 from etl import accounts
@@ -40,7 +40,9 @@ def _masked(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def protect(engine: Engine, rows: list[dict[str, Any]], *, what: str) -> list[dict[str, Any]]:
+def protect(
+    engine: Engine | Connection, rows: list[dict[str, Any]], *, what: str
+) -> list[dict[str, Any]]:
     """The rows as this caller may see them; an unmasked view is audited (one entry per call)."""
     if not sees_personal():
         return [_masked(r) for r in rows]
@@ -54,5 +56,5 @@ def protect(engine: Engine, rows: list[dict[str, Any]], *, what: str) -> list[di
     return rows
 
 
-def protect_one(engine: Engine, row: dict[str, Any], *, what: str) -> dict[str, Any]:
+def protect_one(engine: Engine | Connection, row: dict[str, Any], *, what: str) -> dict[str, Any]:
     return protect(engine, [row], what=what)[0]
