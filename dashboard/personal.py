@@ -58,3 +58,13 @@ def protect(
 
 def protect_one(engine: Engine | Connection, row: dict[str, Any], *, what: str) -> dict[str, Any]:
     return protect(engine, [row], what=what)[0]
+
+
+def audit_export(engine: Engine | Connection, filename: str, **detail: Any) -> None:
+    """Every export (spreadsheets, GIS files, PDFs) goes to the audit log."""
+    who = current_principal()
+    if who is None:
+        return
+    with transaction(engine) as conn:
+        accounts.audit(conn, who, "export", filename, detail=detail,
+                       ip=flask.request.remote_addr if flask.has_request_context() else None)  # fmt: skip

@@ -26,6 +26,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
+from etl.privacy import neutralise_frame
 from etl.queries.reports import (
     BAND_TEXT,
     CLASS_TEXT,
@@ -60,7 +61,8 @@ def _check_lang(lang: str) -> int:
 
 def display_table(report: Report, *, lang: str = "zh") -> pd.DataFrame:
     """The report rows with labels translated (level, row kind, band, hot-spot class, top
-    categories); numbers untouched. Columns are the keys of :data:`COLUMNS`."""
+    categories); numbers untouched; text that would start a formula neutralised. Columns are
+    the keys of :data:`COLUMNS`."""
     i = _check_lang(lang)
     rows = report.rows.copy()
     names = report.level_names
@@ -72,7 +74,8 @@ def display_table(report: Report, *, lang: str = "zh") -> pd.DataFrame:
     )
     if lang == "en":
         rows["top_cat"] = rows["top_cat_en"]
-    return rows[list(COLUMN_KEYS)]
+    # names and categories come from loaded files: no cell may start a spreadsheet formula
+    return neutralise_frame(rows[list(COLUMN_KEYS)])
 
 
 def field_dictionary(*, lang: str = "zh") -> pd.DataFrame:

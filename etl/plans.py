@@ -33,6 +33,7 @@ from pyproj import CRS
 from sqlalchemy import Connection, Engine, text
 
 from etl.db import transaction
+from etl.privacy import neutralise_frame
 from etl.queries import Scope
 from etl.queries import planner as q
 from etl.write import copy_frame, reassign_all, refresh_totals
@@ -977,7 +978,7 @@ def export_plan(conn: Connection, scope: Scope, plan_id: int, fmt: str) -> tuple
 
 def _equivalency(conn: Connection, scope: Scope, plan_id: int) -> str:
     table = q.plan_assignments(conn, scope, plan_id).drop(columns="building_id")
-    return table.to_csv(index=False, lineterminator="\r\n")
+    return neutralise_frame(table).to_csv(index=False, lineterminator="\r\n")
 
 
 def _export_frame(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:

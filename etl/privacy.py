@@ -8,6 +8,7 @@ Free text (descriptions, notes) has phone and ID numbers masked wherever they ap
 from __future__ import annotations
 
 import re
+from typing import Any
 
 MOBILE = re.compile(r"(?<!\d)(1[3-9]\d)(\d{4})(\d{4})(?!\d)")
 LANDLINE = re.compile(r"(?<!\d)(0\d{2,3})-?(\d{3,4})(\d{4})(?!\d)")
@@ -50,3 +51,27 @@ def mask_text(text: str | None) -> str | None:
     text = ID_NUMBER.sub(lambda m: m[1] + "*" * 8 + m[3][-4:], text)
     text = MOBILE.sub(lambda m: m[1] + "****" + m[3], text)
     return LANDLINE.sub(lambda m: m[1] + "-" + "*" * len(m[2]) + m[3], text)
+
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise_formula(value: object) -> object:
+    """A text cell a spreadsheet would run as a formula gets a leading apostrophe (OWASP CSV
+    injection); numbers and other text pass unchanged.
+
+    >>> neutralise_formula("=1+2"), neutralise_formula(-3), neutralise_formula("网格")
+    ("'=1+2", -3, '网格')
+    """
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
+def neutralise_frame(frame: Any) -> Any:
+    """A copy of a DataFrame with every text cell passed through :func:`neutralise_formula`."""
+    out = frame.copy()
+    for column in out.columns:
+        if out[column].dtype == object or str(out[column].dtype).startswith("str"):
+            out[column] = out[column].map(neutralise_formula)
+    return out

@@ -19,7 +19,7 @@ from openpyxl import load_workbook
 from sqlalchemy import Engine, create_engine, text
 
 from etl import migrate
-from etl.export import ExportError, export, export_bytes
+from etl.export import ExportError, export, export_bytes, write_csv, write_xlsx
 from etl.queries import Scope
 from etl.queries.reports import COLUMN_BY_KEY, COLUMN_KEYS, Report, coverage_report
 from etl.settings import PROJECT_ROOT
@@ -209,3 +209,19 @@ def test_cli_writes_the_report_and_refuses_bad_input(
     assert bad_unit.returncode == 2 and "000000" in bad_unit.stderr
     bad_period = _cli(report_url, "--unit", COUNTY, "--period", "2026-13", "--out", str(out))
     assert bad_period.returncode == 2 and "period" in bad_period.stderr
+
+
+def test_a_name_that_is_a_formula_is_exported_as_text(report: Report, tmp_path: Path) -> None:
+    """A unit named like a spreadsheet formula (from a loaded file) cannot run in Excel."""
+    import dataclasses
+
+    from openpyxl import load_workbook
+
+    rows = report.rows.copy()
+    rows.loc[rows.index[0], "name"] = '=HYPERLINK("http://evil.example","x")'
+    evil = dataclasses.replace(report, rows=rows)
+    (csv_path,) = write_csv(evil, tmp_path / "r.csv")
+    assert "'=HYPERLINK" in csv_path.read_text(encoding="utf-8-sig")
+    (xlsx_path,) = write_xlsx(evil, tmp_path / "r.xlsx")
+    cell = load_workbook(xlsx_path).active.cell(row=4, column=2).value
+    assert cell == "'" + '=HYPERLINK("http://evil.example","x")'

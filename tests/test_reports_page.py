@@ -93,6 +93,11 @@ def test_download_follows_the_filters(page: Any, report_engine: Engine) -> None:
         expected = conn.execute(text("""SELECT count(*) FROM events WHERE '888888101' = ANY(unit_path)
                                         AND reported_at >= '2026-10-01+08' AND reported_at < '2026-10-16+08'""")).scalar_one()  # fmt: skip
     assert total["Code"] == "888888101" and total["Reported"] == expected
+    with report_engine.connect() as conn:
+        audited = conn.execute(text("SELECT detail FROM audit_log WHERE action = 'export' "
+                                    "AND target = :t ORDER BY id DESC LIMIT 1"),
+                               {"t": sent["filename"]}).scalar()  # fmt: skip
+    assert audited == {"unit": "888888101", "period": "2026-10-01..2026-10-15", "format": "xlsx"}
     shp = page.download(1, COUNTY, "2026-10", "reported", "shp", "zh")
     names = zipfile.ZipFile(io.BytesIO(base64.b64decode(shp["content"]))).namelist()
     assert any(n.endswith(".cpg") for n in names)

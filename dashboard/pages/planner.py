@@ -22,6 +22,7 @@ from dash.exceptions import PreventUpdate
 
 from dashboard.app import context
 from dashboard.auth import may
+from dashboard.personal import audit_export
 from etl import plans
 from etl.access import Perm
 from etl.queries import planner as q
@@ -502,6 +503,7 @@ def export(_n: int, plan_id: int | None, fmt: str) -> dict[str, Any]:
     app = context()
     with app.engine.connect() as conn:
         filename, data = plans.export_plan(conn, app.scope, int(plan_id), fmt)
+    audit_export(app.engine, filename, plan=int(plan_id), format=fmt)
     return dcc.send_bytes(data, filename)
 
 

@@ -21,6 +21,7 @@ from dash.exceptions import PreventUpdate
 
 from dashboard.app import context
 from dashboard.i18n import normalise
+from dashboard.personal import audit_export
 from etl.export import (
     FORMATS,
     display_table,
@@ -213,4 +214,5 @@ def download(n_clicks, unit, period, indicator, fmt, lang):  # type: ignore[no-u
         name, content = export_bytes(
             report, fmt=fmt, lang=lang, indicator=indicator, workdir=Path(tmp)
         )
+    audit_export(context().engine, name, unit=unit, period=period, format=fmt)
     return dcc.send_bytes(content, name)
