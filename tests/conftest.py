@@ -76,6 +76,6 @@ def demo_url() -> str:
 
 @pytest.fixture(scope="session")
 def demo_engine(demo_url: str) -> Iterator[Engine]:
-    eng = create_engine(demo_url)
+    eng = create_engine(demo_url, pool_pre_ping=True)  # outlives the outage test's kills
     yield eng
     eng.dispose()
