@@ -51,6 +51,7 @@ from etl.load import load_file
 from etl.queries import WHOLE_TERRITORY
 from etl.queries import events as q
 from etl.readers import VECTOR_SUFFIXES
+from etl.schema import RESERVED_EVENT_CODES
 from etl.settings import Settings
 from geo import workflow as wf
 
@@ -201,7 +202,8 @@ class _Api:
 
     def _code(self, value: str, pattern: str, what: str, field: str = "code") -> None:
         """A code in the path, checked against its documented pattern (404: none can exist)."""
-        if re.fullmatch(pattern, value) is None:
+        reserved = pattern == m.EVENT_CODE and value in RESERVED_EVENT_CODES
+        if re.fullmatch(pattern, value) is None or reserved:
             raise ApiError(
                 404, f"no {what} with code {value!r}", [(field, f"must match {pattern}")]
             )

@@ -38,7 +38,14 @@ from etl import incidents as inc
 from etl.models import Event as EventRow
 from etl.models import EventCategory, EventHistory, Responder, Unit
 from etl.routing import DEFAULT_TYPES, DEPARTMENT_TYPES
-from etl.schema import DESCRIPTION_MAX, EARLIEST, NOTE_MAX, code_pattern, max_length
+from etl.schema import (
+    DESCRIPTION_MAX,
+    EARLIEST,
+    NOTE_MAX,
+    RESERVED_EVENT_CODES,
+    code_pattern,
+    max_length,
+)
 from geo import workflow as wf
 
 
@@ -199,7 +206,19 @@ def _known_category(code: str, info: ValidationInfo) -> str:
     return code
 
 
-EventCode = Annotated[str, _text(EVENT_LEN, min_len=1, pattern=EVENT_CODE)]
+def _not_reserved(code: str) -> str:
+    if code in RESERVED_EVENT_CODES:
+        raise _refuse("reserved_code", f"{code!r} names an API path; choose another code")
+    return code
+
+
+EVENT_CODE_SCHEMA = {"not": {"enum": list(RESERVED_EVENT_CODES)}}
+EventCode = Annotated[
+    str,
+    _text(EVENT_LEN, min_len=1, pattern=EVENT_CODE),
+    Field(json_schema_extra=EVENT_CODE_SCHEMA),
+    AfterValidator(_not_reserved),
+]
 ResponderCode = Annotated[str, _text(RESPONDER_LEN, min_len=1, pattern=RESPONDER_CODE)]
 CategoryCode = Annotated[
     str, _text(CATEGORY_LEN, min_len=1, pattern=CATEGORY_CODE), AfterValidator(_known_category)

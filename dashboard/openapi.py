@@ -140,7 +140,8 @@ def _request_schemas() -> dict[str, Any]:
 # --- operations ------------------------------------------------------------------------------
 
 _ERROR_TEXT = {
-    400: "unreadable body or parameter", 404: "not found", 409: "conflict (stale version, not "
+    400: "unreadable body or parameter", 404: "not found",
+    405: "this method is not allowed on the path (/api/v1/events/import is the import)", 409: "conflict (stale version, not "
     "allowed now, responder busy or already sent)", 413: "body too large",
     422: "a field is wrong (fields names each)", 503: "database unreachable: retry after the "
     "Retry-After header's seconds",
@@ -178,8 +179,8 @@ def _json_body(schema: dict[str, Any]) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
 
 
-def _path(name: str, pattern: str, what: str) -> list[dict[str, Any]]:
-    schema = {"type": "string", "pattern": pattern}
+def _path(name: str, pattern: str, what: str, **more: Any) -> list[dict[str, Any]]:
+    schema = {"type": "string", "pattern": pattern, **more}
     return [{"name": name, "in": "path", "required": True, "schema": schema, "description": what}]
 
 
@@ -201,7 +202,7 @@ def _query_params(model: type[BaseModel]) -> list[dict[str, Any]]:
 
 
 def _paths() -> dict[str, Any]:
-    event = _path("code", m.EVENT_CODE, "event code")
+    event = _path("code", m.EVENT_CODE, "event code", **m.EVENT_CODE_SCHEMA)
     responder = _path("code", m.RESPONDER_CODE, "responder code")
     report_body = _json_body({"oneOf": [_ref("Report"), _ref("ReportBatch")]})
     created = {"oneOf": [_ref("Created"), _arr("Created")]}
@@ -222,7 +223,7 @@ def _paths() -> dict[str, Any]:
             "are (kept_live)", _ref("Import"), status="201", errors=(400, 413, 422),
             body={"multipart/form-data": {"schema": _ref("ImportForm")}})},
         "/api/v1/events/{code}": {"get": _op(
-            "The case card with its timeline", _ref("EventCard"), errors=(404, 422),
+            "The case card with its timeline", _ref("EventCard"), errors=(404, 405, 422),
             path=event, query=m.CardQuery)},
         "/api/v1/events/{code}/actions": {"post": _op(
             "Take a workflow action (409: stale version or not allowed now)",
@@ -260,7 +261,8 @@ def _paths() -> dict[str, Any]:
         },
         "/open311/v2/requests/{id}.json": {"get": _op(
             "GeoReport v2 one request", _arr("Open311Request"), errors=(404,), open311=True,
-            path=_path("id", m.EVENT_CODE, "service_request_id (event code)"))},
+            path=_path("id", m.EVENT_CODE, "service_request_id (event code)",
+                       **m.EVENT_CODE_SCHEMA))},
     }  # fmt: skip
 
 

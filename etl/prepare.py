@@ -29,6 +29,7 @@ from etl.schema import (
     LATEST_LOADED,
     LEVEL_BY_CODE_LENGTH,
     PATROL_KINDS,
+    RESERVED_EVENT_CODES,
     RESPONDER_TYPES,
     ROAD_SPEEDS,
     ROLE_VALUES,
@@ -415,6 +416,8 @@ def _event_rules(frame: gpd.GeoDataFrame) -> list[validate.Problem]:
     checks = [
         (codes.notna() & ~codes.str.fullmatch(EVENT_CODE).fillna(False),
          f"code must match {EVENT_CODE} (letters, digits, '.', '_', '-'; no spaces or '/')"),
+        (codes.isin(RESERVED_EVENT_CODES).fillna(False),
+         f"code may not be one of {list(RESERVED_EVENT_CODES)} (it names an API path)"),
         (~frame["status"].isin(STATUSES), f"status must be one of {STATUSES}"),
         (~frame["handling_level"].isin(wf.DEFAULT_LADDER),
          f"handling_level must be one of {list(wf.DEFAULT_LADDER)}"),

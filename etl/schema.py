@@ -220,6 +220,10 @@ DESCRIPTION_MAX = 4000  # characters of an event's description
 NOTE_MAX = 2000  # characters of a reason or note in the history
 
 
+# Event codes that name a fixed path beside /api/v1/events/<code>: such an event could not be read
+RESERVED_EVENT_CODES = ("import",)
+
+
 def code_pattern(max_length: int) -> str:
     """Codes a URL can address as one path segment: letters, digits, ``.``, ``_`` and ``-``,
     starting with a letter or digit (no spaces, no ``/``), at most ``max_length`` long."""

@@ -31,6 +31,7 @@ def _file(tmp_path: Path, **change: str) -> Path:
         ({"code": "X" * 41}, "code must match"),
         ({"code": "A/B"}, "code must match"),
         ({"code": "two words"}, "code must match"),
+        ({"code": "import"}, "names an API path"),
         ({"status": "whatever_status_that_is_long"}, "status must be one of"),
         ({"priority": "99999"}, "priority must be 1-5"),
         ({"time": "0001-01-01 09:00"}, "reported_at lies outside 2000 to 2100"),
