@@ -41,17 +41,21 @@ from dashboard.api_errors import (
     json_response,
     o311_error,
 )
+from dashboard.auth import current_principal, current_scope
 from dashboard.openapi import openapi_document
+from dashboard.personal import protect, protect_one
 from etl import incidents as inc
 from etl import routing
 from etl.db import transaction
 from etl.deadlines import work_calendar
 from etl.errors import CRSInvalidError, CRSMissingError, LoadError, ValidationFailed
 from etl.load import load_file
-from etl.queries import WHOLE_TERRITORY
+from etl.models import EventHistory
+from etl.queries import WHOLE_TERRITORY, Scope
 from etl.queries import events as q
+from etl.queries.screen import unit_ref
 from etl.readers import VECTOR_SUFFIXES
-from etl.schema import RESERVED_EVENT_CODES
+from etl.schema import RESERVED_EVENT_CODES, max_length
 from etl.settings import Settings
 from geo import workflow as wf
 
@@ -109,9 +113,6 @@ def make_blueprint(
     bp.before_request(guard)
     for rule, view, methods in api.routes():  # OPTIONS is answered by api.unrouted, from Allow
         bp.add_url_rule(rule, view_func=view, methods=methods, provide_automatic_options=False)
-    for rule, taken in api.allowed.items():  # a fixed path's other methods are 405 (a <code>
-        others = sorted(set(ALL_METHODS) - taken)  # rule would take /events/import as a code)
-        bp.add_url_rule(rule, f"unrouted:{rule.replace('.', '_')}", api.unrouted, methods=others)
     for prefix in PREFIXES:
         bp.add_url_rule(prefix, endpoint=f"unrouted{prefix}", view_func=api.unrouted,
                         methods=ALL_METHODS, strict_slashes=False)  # fmt: skip
@@ -128,7 +129,6 @@ class _Api:
         self.calendar = work_calendar(settings)
         self.categories = _Cached(lambda: inc.load_categories(engine))
         self.box = _Cached(lambda: _territory(engine))
-        self.scope = WHOLE_TERRITORY  # accounts and their scopes are not built yet
         self.router = Map([Rule(r, methods=ms, endpoint=r) for r, _, ms in self.routes()])
         self.allowed: dict[str, set[str]] = {}  # fixed paths (no <code>): the methods they take
         for rule, _, methods in self.routes():
@@ -208,9 +208,40 @@ class _Api:
                 404, f"no {what} with code {value!r}", [(field, f"must match {pattern}")]
             )
 
+    @property
+    def scope(self) -> Scope:
+        """The caller's jurisdiction (the whole territory only for a bare blueprint in tests)."""
+        return current_scope() if current_principal() is not None else WHOLE_TERRITORY
+
     def _actor(self, body: dict[str, Any]) -> wf.Actor:
-        """Who acts: the request's actor fields (already validated by its model)."""
-        return wf.Actor(body["actor_level"], body["actor_role"], body["actor"])
+        """Who acts: the logged-in user or token, at their unit's level or below, never above."""
+        who = current_principal()
+        if who is not None:
+            body = {**body, "actor": body.get("actor") or who.name}
+            if body.get("actor_level") is None:
+                body["actor_level"] = self._own_level(who)
+        actor = self._actor_from_body(body)
+        if who is None:
+            return actor
+        own = self._own_level(who)
+        ladder = list(inc.LADDER)
+        if own is None or ladder.index(actor.level) > ladder.index(own):
+            raise ApiError(403, f"{who.name} acts at level {own} or below, not {actor.level}",
+                           [("actor_level", f"at most {own}")])  # fmt: skip
+        named = actor.name if actor.name == who.name else f"{who.name} ({actor.name[:24]})"
+        return wf.Actor(actor.level, actor.role, named[: max_length(EventHistory, "actor")])
+
+    def _own_level(self, who: Any) -> str | None:
+        ref = unit_ref(self.engine, self.scope, who.unit_code)
+        return ref.level if ref is not None and ref.level in inc.LADDER else None
+
+    def _actor_from_body(self, body: dict[str, Any]) -> wf.Actor:
+        """The body's actor fields (their form already checked by the request's model)."""
+        missing = [(key, "is required: who acts, and at which level")
+                   for key in ("actor", "actor_level") if body.get(key) is None]  # fmt: skip
+        if missing:
+            raise inc.InvalidReport(missing)
+        return wf.Actor(body["actor_level"], body.get("actor_role") or "staff", body["actor"])
 
     def _event_out(self, row: dict[str, Any]) -> dict[str, Any]:
         row = {k: v for k, v in row.items() if k != "state"}
@@ -290,9 +321,12 @@ class _Api:
             overdue_at=self.clock() if a.overdue in ("1", "true") else None,
             text_query=a.q, limit=a.limit, offset=a.offset,
         )  # fmt: skip
+        rows = protect(self.engine, rows, what="api events")
         return json_response([self._event_out(r) for r in rows])
 
     def get_event(self, code: str) -> flask.Response:
+        if flask.request.path in self.allowed:  # GET /api/v1/events/import: the import's path
+            return self.unrouted()
         self._code(code, m.EVENT_CODE, "event")
         a = m.query(m.CardQuery, flask.request.args, self._ctx())
         card = q.event_card(self.engine, self.scope, code, now=self.clock(), calendar=self.calendar)
@@ -301,7 +335,9 @@ class _Api:
         card["allowed_actions"] = (
             q.allowed_for(card["state"], a.actor_level) if a.actor_level else None
         )
-        return json_response(self._event_out(card))
+        return json_response(
+            self._event_out(protect_one(self.engine, card, what=f"api event {code}"))
+        )
 
     # -- workflow -------------------------------------------------------------------------------
 
@@ -439,7 +475,7 @@ class _Api:
             if (not ids or r["code"] in ids)
             and (a.end_date is None or r["reported_at"] <= a.end_date)
         ]
-        out = [_o311_request(r) for r in rows]
+        out = [_o311_request(r) for r in protect(self.engine, rows, what="open311 requests")]
         return json_response([r for r in out if a.status is None or r["status"] == a.status])
 
     def o311_request(self, rid: str) -> flask.Response:
@@ -447,7 +483,7 @@ class _Api:
         card = q.event_card(self.engine, self.scope, rid, now=self.clock(), calendar=self.calendar)
         if card is None:
             return o311_error(404, f"service_request_id {rid} not found")
-        return json_response([_o311_request(card)])
+        return json_response([_o311_request(protect_one(self.engine, card, what=f"open311 {rid}"))])
 
 
 def _o311_service(c: inc.Category, cats: dict[str, inc.Category]) -> dict[str, Any]:

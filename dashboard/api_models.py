@@ -271,8 +271,11 @@ ReportBatch: TypeAdapter[list[Report]] = TypeAdapter(
 
 
 class _Acting(_Json):
-    actor: ActorName
-    actor_level: Level
+    """Who acts. With a login or token: by default that user at their unit's level, and never
+    above it; without one (a bare blueprint), actor and actor_level are required."""
+
+    actor: ActorName | None = None
+    actor_level: Level | None = None
     actor_role: Role = "staff"
 
 
