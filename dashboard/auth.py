@@ -65,6 +65,11 @@ ROUTES: dict[str, dict[str, Need]] = {
     "/api/v1/responders": {"*": Perm.RESPONDERS_READ},
     "/api/v1/responders/<code>/positions": {"*": Perm.RESPONDERS_TRACK},
     "/api/v1/kpis": {"*": Perm.KPIS},
+    # the API's own 404/405/OPTIONS answers for unknown paths under its prefixes (no data)
+    "/api/v1/": {"*": ANY},
+    "/api/v1/<path:rest>": {"*": ANY},
+    "/open311/v2/": {"*": ANY},
+    "/open311/v2/<path:rest>": {"*": ANY},
     "/tiles/buildings/<int:z>/<int:x>/<int:y>.pbf": {"*": Perm.SCREEN},
     "/admin": {"*": Perm.ADMIN},
     "/admin/users": {"*": Perm.ADMIN},
