@@ -21,6 +21,7 @@ caller's transaction. Rules decided here:
 from __future__ import annotations
 
 import math
+import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,15 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, Engine, text
 
 from etl.deadlines import UNIT_OF
+from etl.models import Event as EventRow
+from etl.models import EventHistory
+from etl.schema import (
+    DESCRIPTION_MAX,
+    EARLIEST,
+    RESERVED_EVENT_CODES,
+    code_pattern,
+    max_length,
+)
 from geo import workflow as wf
 from geo.workcalendar import WorkCalendar
 
@@ -143,10 +153,7 @@ def parse_report(
     for key, value in texts.items():
         if value is not None and not isinstance(value, str):
             errors.append((key, "must be a string"))
-    if isinstance(texts["code"], str) and not 1 <= len(texts["code"]) <= 40:
-        errors.append(("code", "must be 1-40 characters"))
-    if isinstance(texts["description"], str) and len(texts["description"]) > 4000:
-        errors.append(("description", "must be at most 4000 characters"))
+    errors += _text_rules(texts)
     if errors:
         raise InvalidReport(errors)
     return Report(
@@ -155,6 +162,30 @@ def parse_report(
         reporter=texts["reporter"] or "resident", reporter_level=level,
         reporter_role=texts["reporter_role"] or "resident", code=texts["code"],
     )  # fmt: skip
+
+
+# the same rules as the API's request models and the loader (the desk's form comes through here)
+_TEXT_MAX = {"description": DESCRIPTION_MAX, "reporter": max_length(EventHistory, "actor"),
+             "reporter_role": max_length(EventHistory, "actor_role")}  # fmt: skip
+_EVENT_CODE = code_pattern(max_length(EventRow, "code"))
+
+
+def _text_rules(texts: Mapping[str, object]) -> list[tuple[str, str]]:
+    errors = []
+    for key, value in texts.items():
+        if not isinstance(value, str):
+            continue
+        if "\x00" in value:
+            errors.append((key, "must not contain a NUL byte"))
+        if key in _TEXT_MAX and len(value) > _TEXT_MAX[key]:
+            errors.append((key, f"must be at most {_TEXT_MAX[key]} characters"))
+    code = texts.get("code")
+    if isinstance(code, str) and (
+        re.fullmatch(_EVENT_CODE, code) is None or code in RESERVED_EVENT_CODES
+    ):
+        errors.append(("code", f"must match {_EVENT_CODE}, and not be one of "
+                               f"{list(RESERVED_EVENT_CODES)}"))  # fmt: skip
+    return errors
 
 
 def _category_field(value: object, categories: Mapping[str, Category], errors: list) -> str:
@@ -191,6 +222,8 @@ def _time_field(value: object, now: datetime, errors: list) -> datetime:
         return now
     if at > now + timedelta(minutes=5):
         errors.append(("reported_at", "lies in the future"))
+    elif at < EARLIEST:
+        errors.append(("reported_at", f"must not be before {EARLIEST:%Y-%m-%d}"))
     return at
 
 
