@@ -336,6 +336,7 @@ def main() -> None:
     root = root_unit(owner)
     token_id, token = bench_token(owner, "bench-intake", "dispatcher", root)
     password = bench_user(owner, "bench-commander", "commander", root) if args.browser else ""
+    owner.dispose()  # no owner connection stays open: server_db_roles names the server's roles
     server = start_server(url, args.port, args.threads, token)
     run = f"{int(time.time())}"
     stop_browser, seen = threading.Event(), {}
