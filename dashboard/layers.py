@@ -7,6 +7,8 @@ reaches the browser once and colouring/filtering change ``hideout`` only.
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -129,6 +131,8 @@ def map_component(
         if bounds
         else {}
     )
+    if bounds:  # dash-leaflet applies center/zoom after fitting: make them agree with the bounds
+        center, zoom = view_of(bounds)
     return dl.Map(
         id=f"{page}-map", center=list(center), zoom=zoom, **opening, preferCanvas=True, zoomSnap=0.25,
         className="map", attributionControl=bool(attribution), children=[
@@ -137,6 +141,24 @@ def map_component(
             dl.ScaleControl(position="bottomleft", imperial=False),
         ],
     )  # fmt: skip
+
+
+def view_of(
+    bounds: list[list[float]], *, px: tuple[int, int] = (860, 560)
+) -> tuple[tuple[float, float], float]:
+    """Centre and zoom (quarter steps) that show ``[[south, west], [north, east]]`` in a map of
+    about ``px`` pixels (a little inside the wall's centre panel at 1080p).
+
+    >>> (lat, lon), zoom = view_of([[31.9, 107.9], [32.2, 108.2]])
+    >>> round(lat, 2), round(lon, 2), zoom
+    (32.05, 108.05, 11.0)
+    """
+    (s, w), (n, e) = bounds
+    mid_lat = math.radians((s + n) / 2)
+    lon_zoom = math.log2(360 * px[0] / (256 * max(e - w, 1e-6)))
+    lat_zoom = math.log2(360 * px[1] / (256 * max(n - s, 1e-6) / math.cos(mid_lat)))
+    zoom = math.floor(min(lon_zoom, lat_zoom, 18) * 4) / 4
+    return ((s + n) / 2, (w + e) / 2), zoom
 
 
 def layer_names(lang: str) -> dict[str, str]:

@@ -43,3 +43,18 @@ def test_labels_are_sparse_and_titles_carry_the_counts() -> None:
 def test_empty_trend_draws_nothing() -> None:
     div = L.trend_bars([], lang="zh", bucket="day")
     assert div.children[1].children == []
+
+
+def test_the_opening_view_agrees_with_the_unit_bounds() -> None:
+    """dash-leaflet applies center/zoom after fitting the bounds, so both must show the unit:
+    a township's map opened on a dot at the county's zoom."""
+    from dashboard.layers import map_component, view_of
+
+    town = [[31.9, 107.9], [32.2, 108.2]]
+    (lat, lon), zoom = view_of(town)
+    assert 31.9 < lat < 32.2 and 107.9 < lon < 108.2 and 10 <= zoom <= 12
+    county = view_of([[31.4, 107.4], [32.6, 108.6]])[1]
+    assert county < zoom
+    m = map_component(page="t", center=(30.0, 106.0), zoom=7, tile_url=None, attribution="",
+                      checked=[], lang="zh", bounds=town)  # fmt: skip
+    assert m.zoom == zoom and list(m.center) == [lat, lon]
