@@ -8,7 +8,6 @@ reaches the browser once and colouring/filtering change ``hideout`` only.
 from __future__ import annotations
 
 import math
-
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
