@@ -82,7 +82,7 @@ def map_component(
     *,
     page: str,
     center: tuple[float, float],
-    zoom: int,
+    zoom: float,
     tile_url: str | None,
     attribution: str,
     checked: Sequence[str],
