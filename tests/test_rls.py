@@ -109,3 +109,13 @@ def test_every_table_with_unit_path_has_a_forced_policy(conn: Connection) -> Non
     ).all()
     assert len(rows) >= 7
     assert [r.relname for r in rows if not (r.relrowsecurity and r.relforcerowsecurity)] == []
+
+
+def test_the_territory_box_is_the_same_for_every_scope(conn: Connection) -> None:
+    from etl.queries.events import territory_box
+
+    _two_grids(conn)
+    whole = territory_box(conn)
+    _as_app(conn, (WEST,))
+    assert territory_box(conn) == whole is not None
+    assert _codes(conn, "SELECT code FROM units") == {WEST}  # yet the county row stays hidden

@@ -106,10 +106,10 @@ def list_events(
 def territory_box(bind: Bind) -> tuple[float, float, float, float] | None:
     """The bounding box (west, south, east, north, degrees EPSG:4490) of the current root units,
     i.e. the territory; None when no unit is loaded. Not scoped: it bounds what may be reported,
-    and reveals no more than the map shows."""
+    and reveals no more than the map shows. Read through ``territory_extent()`` (migration 0009),
+    which sees the root units whatever the caller's row-level-security scope."""
     sql = """SELECT ST_XMin(b), ST_YMin(b), ST_XMax(b), ST_YMax(b)
-             FROM (SELECT ST_Extent(geom) AS b FROM units
-                   WHERE parent_id IS NULL AND valid_to IS NULL) x"""
+             FROM (SELECT territory_extent() AS b) x"""
     with _conn(bind) as conn:
         row = conn.execute(text(sql)).one()
     return None if row[0] is None else (row[0], row[1], row[2], row[3])
