@@ -146,6 +146,7 @@ def start(settings: Settings) -> str:
     passwords = ensure_secrets(settings)
     if not (data / "PG_VERSION").exists():
         _initdb(settings, passwords["postgres"])
+        _harden(settings)  # before the first start: the socket is made 0700 from the outset
     if not is_running(settings):
         _run([str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60", "start"])
     _wait_ready(settings)
