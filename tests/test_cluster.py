@@ -19,7 +19,7 @@ def test_no_trust_and_private_files() -> None:
     if not settings.managed_cluster:
         pytest.fail("make test runs on the project-managed cluster; DATABASE_URL is set")
     hba = settings.pg_dir / "data" / "pg_hba.conf"
-    rules = [line.split() for line in _read_as_server(hba).splitlines()
+    rules = [line.split() for line in hba.read_text().splitlines()
              if line.strip() and not line.startswith("#")]  # fmt: skip
     assert rules and {r[-1] for r in rules} == {"scram-sha-256"}
     assert not any("replication" in r for r in rules)
