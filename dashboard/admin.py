@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 from dashboard.auth import csrf_token, current_principal
 from dashboard.login import STYLE as LOGIN_STYLE
 from etl import accounts
-from etl.access import Role, permission_table_markdown
+from etl.access import PERMISSIONS, Perm, Role
 from etl.db import transaction
 
 STYLE = (
@@ -147,7 +147,10 @@ def make_blueprint(engine: Engine, clock: Callable[[], datetime]) -> flask.Bluep
             ]
             entries = accounts.read_audit(conn, limit=100)
         body = _users_section(users) + _tokens_section(tokens) + _audit_section(entries)
-        body += "<h2>权限表 Permissions</h2><pre>" + escape(permission_table_markdown()) + "</pre>"
+        body += "<h2>权限表 Permissions</h2>" + _table(
+            ["permission", *(r.value for r in Role)],
+            [(p.value, *("✓" if r in PERMISSIONS[p] else "" for r in Role)) for p in Perm],
+        )
         return _page(body, notice), status
 
     @bp.get("/admin")
