@@ -171,3 +171,23 @@ def test_the_command_line_adds_users_and_tokens(
     token_id = token.stdout.split()[1]
     assert _cli("tokens", "revoke", token_id).returncode == 0
     assert _cli("tokens", "revoke", token_id).returncode == 2
+
+
+def test_security_headers_and_framing_of_the_wall(demo_engine: Engine, root: str) -> None:
+    settings = Settings(wall_frame_origins=["https://portal.example.gov.cn"])
+    app = create_app(settings, engine=demo_engine)
+    ensure_user(demo_engine, "acc-wall", "wall", root)
+    client = client_from_own_address(app)
+    login(client, "acc-wall")
+    page = client.get("/")
+    csp = page.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in csp and page.headers["X-Frame-Options"] == "DENY"
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+    assert page.headers["Referrer-Policy"] == "same-origin"
+    assert page.headers["Cache-Control"] == "no-store"
+    wall = client.get("/?wall=1")
+    assert (
+        "frame-ancestors https://portal.example.gov.cn" in wall.headers["Content-Security-Policy"]
+    )
+    assert "X-Frame-Options" not in wall.headers
+    assert client.get("/login").headers["X-Frame-Options"] == "DENY"
