@@ -43,7 +43,7 @@ from dashboard.api_errors import (
 )
 from dashboard.auth import current_principal, current_scope
 from dashboard.openapi import openapi_document
-from dashboard.personal import protect, protect_one
+from dashboard.personal import protect, protect_one, search_refusal
 from etl import incidents as inc
 from etl import routing
 from etl.db import transaction
@@ -315,6 +315,9 @@ class _Api:
 
     def get_events(self) -> flask.Response:
         a = m.query(m.EventsQuery, flask.request.args, self._ctx())
+        refused = search_refusal(a.q)
+        if refused:
+            raise ApiError(403, refused, [("q", refused)])
         rows = q.list_events(
             self.engine, self.scope, statuses=[s for s in a.status.split(",") if s] or None,
             level=a.level, category=a.category, unit=a.unit, since=a.since,

@@ -9,6 +9,7 @@ these routes at all (``dashboard.auth``); roles without ``Perm.PERSONAL`` get ma
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import flask
@@ -68,3 +69,16 @@ def audit_export(engine: Engine | Connection, filename: str, **detail: Any) -> N
     with transaction(engine) as conn:
         accounts.audit(conn, who, "export", filename, detail=detail,
                        ip=flask.request.remote_addr if flask.has_request_context() else None)  # fmt: skip
+
+
+PERSONAL_NUMBER = re.compile(r"\d{7,}")
+
+
+def search_refusal(text_query: str | None) -> str | None:
+    """Why this search may not run for the caller: looking events up by a phone or ID number
+    finds a person, so it needs ``Perm.PERSONAL`` (and is audited like a view)."""
+    if not text_query or not PERSONAL_NUMBER.search(text_query.replace(" ", "").replace("-", "")):
+        return None
+    if not sees_personal():
+        return "searching by phone or ID numbers needs the personal-data permission"
+    return None

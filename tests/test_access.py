@@ -301,3 +301,9 @@ def test_nobody_acts_above_their_own_level(clients: dict, places: dict) -> None:
                        headers={"Origin": "http://localhost", "X-CSRFToken": _csrf(client)})  # fmt: skip
     assert resp.status_code == 403
     assert resp.get_json()["error"]["fields"][0]["field"] == "actor_level"
+
+
+def test_searching_by_phone_number_needs_the_personal_permission(clients: dict) -> None:
+    assert clients[Role.ANALYST].get("/api/v1/events?q=13812345678").status_code == 403
+    assert clients[Role.ANALYST].get("/api/v1/events?q=垃圾").status_code == 200
+    assert clients[Role.DISPATCHER].get("/api/v1/events?q=13812345678").status_code == 200

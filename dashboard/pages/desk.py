@@ -15,7 +15,7 @@ from dash import ALL, Input, Output, State, ctx, dash_table, dcc, html
 from dash.exceptions import PreventUpdate
 
 from dashboard.app import context
-from dashboard.personal import protect_one
+from dashboard.personal import protect_one, search_refusal
 from etl import incidents as inc
 from etl.db import transaction
 from etl.deadlines import work_calendar
@@ -127,6 +127,8 @@ def fill_categories(_id: str) -> tuple[list, list]:
 def refresh_queue(level, statuses, category, overdue, search, _tick, _refresh):  # noqa: ANN001, ANN201
     app = context()
     now = app.now()
+    if search_refusal(search):  # a phone or ID number finds a person: not without the permission
+        search = None
     rows = q.desk_queue(
         app.engine, app.scope, now=now, calendar=work_calendar(app.settings), level=level,
         statuses=statuses or q.OPEN_STATUSES, category=category,
