@@ -26,6 +26,7 @@ import http.client
 import json
 import os
 import random
+import socket
 import subprocess
 import sys
 import threading
@@ -173,7 +174,14 @@ def sample_points(
     return [rng.choice(pts) for _ in range(n)], cats
 
 
+def port_in_use(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
 def start_server(url: str, port: int, threads: int, token: str) -> subprocess.Popen:
+    if port_in_use(port):  # another server (another bench?) would answer in ours' place
+        raise SystemExit(f"port {port} is in use: pass another --port")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
         [sys.executable, "-c", SERVE, url, str(port), str(threads)], env=env, cwd=ROOT
@@ -185,7 +193,7 @@ def start_server(url: str, port: int, threads: int, token: str) -> subprocess.Po
             c.request("GET", "/api/v1/categories", headers={"Authorization": f"Bearer {token}"})
             resp = c.getresponse()
             resp.read()
-            if resp.status == 200:
+            if resp.status == 200 and proc.poll() is None:
                 return proc
             proc.kill()
             raise SystemExit(f"the server refused the bench token: {resp.status}")
@@ -242,6 +250,7 @@ def client(
             log.failures["no answer"] += 1
             log.first_failure = log.first_failure or f"{type(exc).__name__}: {exc}"
             conn.close()
+            time.sleep(0.05)  # a server that is gone must not turn the client into a busy loop
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
             continue
         ms = (time.perf_counter() - t0) * 1000
@@ -369,6 +378,7 @@ def main() -> None:
         for t in threads:
             t.join()
         elapsed = time.perf_counter() - started
+        server_exit = server.poll()  # None: the server was still up at the end of the run
     finally:
         stop_browser.set()
         if browser is not None:
@@ -407,6 +417,7 @@ def main() -> None:
         "server_threads": args.threads,
         "auth": "bearer token (dispatcher, root unit)",
         "server_db_roles": roles,
+        "server_alive_at_end": server_exit is None,
         "territory": territory,
         "command_centre_open": bool(seen.get("opened")),
         "command_centre_url": seen.get("url"),
