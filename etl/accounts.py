@@ -305,6 +305,12 @@ def read_audit(conn: Connection, *, limit: int = 200, action: str | None = None)
     return [dict(r) for r in rows]
 
 
+def root_units(conn: Connection) -> list[str]:
+    """Codes of the current root units (where a territory's administrator is bound)."""
+    sql = "SELECT code FROM units WHERE parent_id IS NULL AND valid_to IS NULL ORDER BY code"
+    return [str(c) for c in conn.execute(text(sql)).scalars()]
+
+
 def ensure_admin(conn: Connection, *, unit_code: str) -> str | None:
     """Create ``admin`` at ``unit_code`` when no admin exists; its password (or None)."""
     if conn.execute(text("SELECT 1 FROM users WHERE role = 'admin' AND active")).first():

@@ -10,7 +10,7 @@ import argparse
 import sys
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
 from etl import accounts
 from etl.access import Role
@@ -25,9 +25,7 @@ def _password_from_stdin_or_new() -> tuple[str, bool]:
 
 
 def _root_code(conn: Connection, preferred: str) -> str:
-    roots = conn.execute(
-        text("SELECT code FROM units WHERE parent_id IS NULL AND valid_to IS NULL ORDER BY code")
-    ).scalars().all()  # fmt: skip
+    roots = accounts.root_units(conn)
     if not roots:
         raise accounts.AccountError("no units are loaded yet: load the territory first")
     return preferred if preferred in roots else roots[0]

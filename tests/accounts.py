@@ -24,14 +24,7 @@ PASSWORD = "test-Passw0rd-long"
 
 def root_code(engine: Engine) -> str:
     with engine.connect() as conn:
-        return str(
-            conn.execute(
-                text(
-                    "SELECT code FROM units WHERE parent_id IS NULL AND valid_to IS NULL "
-                    "ORDER BY code LIMIT 1"
-                )  # fmt: skip
-            ).scalar_one()
-        )
+        return accounts.root_units(conn)[0]
 
 
 def ensure_user(engine: Engine, name: str, role: str, unit_code: str) -> None:
