@@ -80,6 +80,8 @@ def create_app(
     from etl.db import get_app_engine
 
     engine = engine or get_app_engine(settings)
+    if settings.env == "production":
+        _refuse_unfit_app_role(engine)
     clock = clock or (lambda: datetime.now(ZoneInfo("UTC")))
     app = dash.Dash(
         __name__, use_pages=True, pages_folder="", assets_folder=str(HERE / "assets"),
@@ -157,6 +159,18 @@ def _compress_responses(server: flask.Flask) -> None:
         response.headers["Content-Encoding"] = "gzip"
         response.headers["Vary"] = "Accept-Encoding"
         return response
+
+
+def _refuse_unfit_app_role(engine: Engine) -> None:
+    """Production: the app's database role must be bound by row-level security."""
+    from etl.roles import app_role_problems
+    from etl.settings import UnsafeSettingsError
+
+    with engine.connect() as conn:
+        problems = app_role_problems(conn)
+    if problems:
+        raise UnsafeSettingsError("the app's database role " + ", ".join(problems)
+                                  + ": set GRIDGOV_APP_DATABASE_URL to a role of its own")  # fmt: skip
 
 
 def _answer_outages(server: flask.Flask) -> None:

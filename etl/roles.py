@@ -39,3 +39,24 @@ def apply_grants(conn: Connection, role: str = APP_ROLE) -> bool:
     for sql in statements:
         conn.execute(text(sql))
     return True
+
+
+def app_role_problems(conn: Connection) -> list[str]:
+    """Why the current connection's role is unfit to serve the app (empty when it is fit): a
+    superuser or a role with BYPASSRLS skips row-level security, and so does a table's owner."""
+    row = conn.execute(
+        text("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user")
+    ).one()
+    problems = []
+    if row.rolsuper:
+        problems.append("is a superuser")
+    if row.rolbypassrls:
+        problems.append("has BYPASSRLS")
+    owned = conn.execute(
+        text(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tableowner = current_user"
+        )
+    ).scalar_one()
+    if owned:
+        problems.append(f"owns {owned} tables (row-level security does not bind an owner here)")
+    return problems

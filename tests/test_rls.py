@@ -119,3 +119,23 @@ def test_the_territory_box_is_the_same_for_every_scope(conn: Connection) -> None
     _as_app(conn, (WEST,))
     assert territory_box(conn) == whole is not None
     assert _codes(conn, "SELECT code FROM units") == {WEST}  # yet the county row stays hidden
+
+
+def test_an_unfit_app_role_is_named(conn: Connection) -> None:
+    from etl.roles import app_role_problems
+
+    owner = app_role_problems(conn)  # the tests connect as the owner
+    assert any("BYPASSRLS" in p for p in owner) and any("owns" in p for p in owner)
+    _as_app(conn, (COUNTY,))
+    assert app_role_problems(conn) == []
+
+
+def test_production_refuses_to_serve_through_the_owner(engine) -> None:  # noqa: ANN001
+    from dashboard.app import create_app
+    from etl.settings import Settings, UnsafeSettingsError
+
+    settings = Settings(env="production", database_url="postgresql://o:p@h/d",
+                        app_database_url="postgresql://a:p@h/d",
+                        secret_key="q8ZP3vN1-xR7kT0wYb2Lm9eHcF4sJ6uA")  # fmt: skip
+    with pytest.raises(UnsafeSettingsError, match="BYPASSRLS"):
+        create_app(settings, engine=engine)
