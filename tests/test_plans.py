@@ -248,3 +248,30 @@ def test_exports(conn: Connection, area: plans.Area, tmp_path: Path) -> None:
     table = pd.read_csv(io.BytesIO(data), encoding="utf-8-sig", dtype=str)
     assert len(table) == len(area.buildings)
     assert table["address"].str.startswith("红旗路").all()
+
+
+def test_a_planner_approves_only_inside_their_own_township(
+    conn: Connection, area: plans.Area
+) -> None:
+    """Through the app's role, with row-level security: a planner of another township cannot
+    see the plan (so cannot approve it, whatever the page does); the plan's own township can."""
+    from etl.db import DbScope, set_scope
+    from etl.settings import APP_ROLE
+    from tests.test_plans_data import TOWN
+
+    # the fixture's load left its staging table (the owner's) in this transaction
+    conn.execute(text("DROP TABLE IF EXISTS stg_assign"))
+    conn.execute(text(f"SET LOCAL ROLE {APP_ROLE}"))
+    set_scope(conn, DbScope((TOWN,), "planner"))
+    plan_id = plans.save_plan(conn, Scope("own", (TOWN,)), plans.propose(area, band=BAND, seed=5),
+                              name="rls", created_by="own")  # fmt: skip
+    other = "511781999"
+    set_scope(conn, DbScope((other,), "planner"))
+    with pytest.raises(plans.PlanError):
+        plans.approve_plan(conn, Scope("other", (other,)), plan_id, effective=EFFECTIVE, actor="x")
+    with pytest.raises(plans.PlanError):  # even with the page's filter "forgotten"
+        plans.approve_plan(conn, ALL, plan_id, effective=EFFECTIVE, actor="x")
+    set_scope(conn, DbScope((TOWN,), "planner"))
+    result = plans.approve_plan(conn, Scope("own", (TOWN,)), plan_id, effective=EFFECTIVE,
+                                actor="own")  # fmt: skip
+    assert result.created or result.closed or result.untouched
