@@ -307,3 +307,37 @@ def test_searching_by_phone_number_needs_the_personal_permission(clients: dict) 
     assert clients[Role.ANALYST].get("/api/v1/events?q=13812345678").status_code == 403
     assert clients[Role.ANALYST].get("/api/v1/events?q=垃圾").status_code == 200
     assert clients[Role.DISPATCHER].get("/api/v1/events?q=13812345678").status_code == 200
+
+
+def test_an_analysts_export_holds_only_their_unit(app: Any, places: dict) -> None:
+    """The reports page's download as a township analyst, through the app role: their township's
+    rows only, and another township's report is refused as unknown in their scope."""
+    import base64
+    import io
+
+    import dash
+    from dash._callback_context import context_value
+    from dash._utils import AttributeDict
+    from openpyxl import load_workbook
+
+    from etl.db import DbScope, _db_scope
+    from etl.queries.reports import UnknownUnit
+    from tests.accounts import acting
+
+    reports = next(p["module"] for p in dash.page_registry.values() if p["path"] == "/reports")
+    import sys
+
+    page = sys.modules[reports]
+    token = context_value.set(AttributeDict(triggered_inputs=[]))
+    scope = _db_scope.set(DbScope((places["ours"],), "analyst"))
+    try:
+        with app.server.test_request_context("/reports"), acting(Role.ANALYST, places["ours"]):
+            sent = page.download(1, places["ours"], "2026-11", "reported", "xlsx", "zh")
+            codes = [r[0].value for r in load_workbook(io.BytesIO(base64.b64decode(
+                sent["content"]))).active.iter_rows(min_row=4)]  # fmt: skip
+            assert codes and all(str(c).startswith(places["ours"]) for c in codes if c)
+            with pytest.raises(UnknownUnit):
+                page.download(1, places["theirs"], "2026-11", "reported", "xlsx", "zh")
+    finally:
+        _db_scope.reset(scope)
+        context_value.reset(token)
