@@ -23,7 +23,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from etl.db import DATABASE_OPTIONS
+from etl.db import DATABASE_OPTIONS, LEAKPROOF_SQL
 from etl.settings import APP_ROLE, OWNER_ROLE, Settings
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -220,3 +220,4 @@ def _bootstrap(settings: Settings, passwords: dict[str, str]) -> None:
             _psql(settings, f"CREATE DATABASE {db} OWNER gridgov {DATABASE_OPTIONS}")
         _psql(settings, "CREATE EXTENSION IF NOT EXISTS postgis", db=db)
         _psql(settings, "CREATE EXTENSION IF NOT EXISTS pgrouting", db=db)
+        _psql(settings, LEAKPROOF_SQL, db=db)

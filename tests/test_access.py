@@ -341,3 +341,27 @@ def test_an_analysts_export_holds_only_their_unit(app: Any, places: dict) -> Non
     finally:
         _db_scope.reset(scope)
         context_value.reset(token)
+
+
+def test_a_report_goes_through_the_app_role(
+    clients: dict, places: dict, demo_engine: Engine
+) -> None:
+    """A valid report, stored with its first history row by the role bound by row-level
+    security (the history's policy once refused every report made in one statement)."""
+    with demo_engine.connect() as conn:
+        lon, lat = conn.execute(text(
+            "SELECT ST_X(ST_PointOnSurface(geom)), ST_Y(ST_PointOnSurface(geom)) FROM units "
+            "WHERE code = :c AND valid_to IS NULL"), {"c": places["ours"]}).one()  # fmt: skip
+    client = clients[Role.GRID_WORKER]
+    code = "ACCESS-RLS-1"
+    try:
+        resp = client.post("/api/v1/events", json={"category_code": "0201", "lon": lon,
+                                                   "lat": lat, "code": code},
+                           headers={"Origin": "http://localhost", "X-CSRFToken": _csrf(client)})  # fmt: skip
+        assert resp.status_code == 201, resp.get_json()
+        card = client.get(f"/api/v1/events/{code}").get_json()
+        assert [s["action"] for s in card["history"]] == ["report"]
+        assert card["unit_code"].startswith(places["ours"])
+    finally:
+        with demo_engine.begin() as conn:
+            conn.execute(text("DELETE FROM events WHERE code = :c"), {"c": code})
