@@ -144,6 +144,19 @@ def may(perm: Perm) -> bool:
     return who is not None and allowed(who.role, perm)
 
 
+def narrow_to(unit_code: str) -> None:
+    """For the rest of this request, let the database scope be ``unit_code`` alone: a unit the
+    caller has just been shown (so inside their jurisdiction) and is looking at.
+
+    PostgreSQL applies a query's own conditions (``unit_path @> {township}``) only after the
+    row-level-security policy unless they are leakproof, so a county commander's drill-down
+    scanned the whole county through the policy; a policy of the viewed unit uses its index.
+    """
+    who = current_principal()
+    if who is not None and flask.g.get("scope_token") is not None:
+        _db_scope.set(DbScope((unit_code,), who.role.value))
+
+
 def may_open(path: str) -> bool:
     """Whether the current principal may open the page at ``path`` (the nav shows no others)."""
     need = PAGES.get(path)

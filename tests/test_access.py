@@ -365,3 +365,18 @@ def test_a_report_goes_through_the_app_role(
     finally:
         with demo_engine.begin() as conn:
             conn.execute(text("DELETE FROM events WHERE code = :c"), {"c": code})
+
+
+def test_a_drill_down_narrows_the_database_scope_for_that_request_only(app: Any) -> None:
+    import flask
+
+    from dashboard.auth import narrow_to
+    from etl.db import DbScope, _db_scope, current_db_scope
+    from tests.accounts import acting
+
+    with app.server.test_request_context("/"), acting(Role.COMMANDER, "510000"):
+        flask.g.scope_token = _db_scope.set(DbScope(("510000",), "commander"))
+        narrow_to("510000024")
+        assert current_db_scope() == DbScope(("510000024",), "commander")
+        _db_scope.reset(flask.g.pop("scope_token"))
+    assert current_db_scope() is None

@@ -26,6 +26,7 @@ from sqlalchemy.exc import DBAPIError
 
 from dashboard import layers as L
 from dashboard.app import context
+from dashboard.auth import narrow_to
 from dashboard.i18n import normalise, t, table
 from dashboard.markup import to_html
 from etl.queries import screen as q
@@ -216,9 +217,12 @@ def selected_unit(key: dict[str, Any]) -> q.UnitRef | None:
     that needs it, so the map, the events and the numbers are fetched side by side."""
     app = context()
     engine, scope = app.engine, app.scope
-    return (q.unit_ref(engine, scope, key["unit"]) if key["unit"] else None) or q.root_unit(
+    ref = (q.unit_ref(engine, scope, key["unit"]) if key["unit"] else None) or q.root_unit(
         engine, scope
     )
+    if ref is not None:  # found under the user's scope: look at it through its own
+        narrow_to(ref.code)
+    return ref
 
 
 @dash.callback(
