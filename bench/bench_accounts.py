@@ -23,14 +23,7 @@ SESSION_COOKIE = "gridgov_session"
 def root_unit(engine: Engine) -> str:
     """The code of the (first) root unit."""
     with engine.connect() as conn:
-        return str(
-            conn.execute(
-                text(
-                    "SELECT code FROM units WHERE parent_id IS NULL AND valid_to IS NULL "
-                    "ORDER BY code LIMIT 1"
-                )
-            ).scalar_one()
-        )
+        return accounts.root_units(conn)[0]
 
 
 def bench_user(engine: Engine, name: str, role: str, unit_code: str) -> str:
