@@ -279,9 +279,7 @@ def _check_page_or_callback(who: Principal) -> None:
     request = flask.request
     rule = request.url_rule.rule if request.url_rule is not None else ""
     if rule in ("/", "/<path:path>"):
-        need = PAGES.get(
-            "/" + request.path.strip("/").split("/")[0].lower() if request.path != "/" else "/"
-        )
+        need = PAGES.get(_page_path(request.path))
         if need is None:
             return  # Dash answers its own "not found" page
         if not allowed(who.role, need):
@@ -321,7 +319,13 @@ def _page_need(payload: dict[str, Any]) -> Need:
         i.get("value") for i in inputs if isinstance(i, dict) and i.get("property") == "pathname"
     ]
     path = str(paths[0]) if paths and paths[0] else "/"
-    return PAGES.get("/" + path.strip("/").split("/")[0].lower() if path != "/" else "/", ANY)
+    return PAGES.get(_page_path(path), ANY)
+
+
+def _page_path(path: str) -> str:
+    """The page a URL path belongs to (``/desk/x`` → ``/desk``), as keyed in :data:`PAGES`."""
+    first = path.strip("/").split("/")[0].lower()
+    return "/" + first if first else "/"
 
 
 def _wants_json(request: flask.Request) -> bool:

@@ -147,7 +147,7 @@ def make_blueprint(
         if flask.request.method == "POST":
             form = flask.request.form
             old, new, again = (form.get(k, "")[:128] for k in ("old", "new", "again"))
-            error = _change(engine, who, old, new, again)
+            error = _change(engine, clock, who, old, new, again)
             if not error:
                 flask.session.clear()
                 return flask.redirect(flask.url_for("login.login"))
@@ -159,12 +159,15 @@ def make_blueprint(
     return bp
 
 
-def _change(engine: Engine, who: accounts.Principal, old: str, new: str, again: str) -> str:
+def _change(
+    engine: Engine, clock: Callable[[], datetime], who: accounts.Principal, old: str, new: str,
+    again: str,
+) -> str:  # fmt: skip
     if new != again:
         return _t("mismatch")
     with transaction(engine) as conn:  # a wrong current password counts towards lockout
         try:
-            accounts.authenticate(conn, who.name, old, now=datetime.now().astimezone())
+            accounts.authenticate(conn, who.name, old, now=clock())
         except accounts.LoginRefused:
             return _t("wrong_old")
     try:

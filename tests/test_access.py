@@ -8,6 +8,7 @@ time); a route whose sample request is missing below fails too.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -325,8 +326,6 @@ def test_an_analysts_export_holds_only_their_unit(app: Any, places: dict) -> Non
     from tests.accounts import acting
 
     reports = next(p["module"] for p in dash.page_registry.values() if p["path"] == "/reports")
-    import sys
-
     page = sys.modules[reports]
     token = context_value.set(AttributeDict(triggered_inputs=[]))
     scope = _db_scope.set(DbScope((places["ours"],), "analyst"))
