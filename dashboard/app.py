@@ -245,10 +245,14 @@ def _register_routes(server: flask.Flask, engine: Engine, settings: Settings) ->
         register(server, engine, settings)
 
 
+def _both(texts: tuple[str, str]) -> list[html.Span]:
+    """Both languages; the frame's class shows the one the URL asks for."""
+    return [html.Span(texts[0], className="lang-zh"), html.Span(texts[1], className="lang-en")]
+
+
 def _nav_label(page: dict) -> list[html.Span]:
     key = page.get("i18n_key")
-    zh, en = TEXT[key] if key in TEXT else (page["name"], page["name"])
-    return [html.Span(zh, className="lang-zh"), html.Span(en, className="lang-en")]
+    return _both(TEXT[key] if key in TEXT else (page["name"], page["name"]))
 
 
 def _user_box() -> html.Div:
@@ -261,11 +265,11 @@ def _user_box() -> html.Div:
     )
     return html.Div(className="userbox", children=[
         *links,
-        html.A(f"{who.name} · {t('role.' + who.role.value, 'zh')}", href="/account/password",
+        html.A([f"{who.name} · ", *_both(TEXT["role." + who.role.value])], href="/account/password",
                className="user-name", title=f"{who.role.value} @ {who.unit_code}"),
         html.Form(method="POST", action="/logout", className="logout", children=[
             dcc.Input(type="hidden", name="csrf_token", value=auth.csrf_token()),
-            html.Button([html.Span("退出", className="lang-zh"), html.Span("Log out", className="lang-en")],
+            html.Button(_both(("退出", "Log out")),
                         type="submit", className="logout-btn"),
         ]),
     ])  # fmt: skip
@@ -275,12 +279,10 @@ def _frame() -> html.Div:
     """The shared frame: top bar built from the page registry, then the page container."""
     pages = sorted(dash.page_registry.values(), key=lambda p: (p.get("order") or 0, p["path"]))
     pages = [p for p in pages if auth.may_open(p["path"])]
-    zh, en = TEXT["app.title"]
     return html.Div(id="frame", className="frame lang-is-zh", children=[
         dcc.Location(id="frame-url", refresh=False),
         html.Header(className="topbar", children=[
-            html.Div(className="brand", children=[html.Span(zh, className="lang-zh"),
-                                                  html.Span(en, className="lang-en")]),
+            html.Div(className="brand", children=_both(TEXT["app.title"])),
             html.Nav(className="nav", children=[
                 dcc.Link(_nav_label(p), href=p["relative_path"], className="nav-link")
                 for p in pages
